@@ -1,0 +1,1 @@
+//! The cloud directory (issue 3).

@@ -1,0 +1,158 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::controls::RawControl;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope};
+use serde::Deserialize;
+
+/// `LDAP_SERVER_TREE_DELETE_OID`: delete an OU and everything beneath it in one request.
+const TREE_DELETE_OID: &str = "1.2.840.113556.1.4.805";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(
+        "the lab is not up: cannot read {path}: {reason}. Run `./lab dc` (or `./lab up`) first, \
+         or point IDBRIDGE_LAB at a lab.json"
+    )]
+    NoLab { path: String, reason: String },
+    #[error("cannot read the lab CA certificate {path}: {reason}")]
+    Certificate { path: String, reason: String },
+    #[error("the lab DC at {url} is unreachable or refused us: {source}")]
+    Ldap { url: String, source: ldap3::LdapError },
+    #[error("LDAP operation on {dn} failed: {source}")]
+    Operation { dn: String, source: ldap3::LdapError },
+}
+
+/// What `.lab/lab.json` says about the domain controller (the keys tests need).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdDetails {
+    pub ldaps_url: String,
+    pub base_dn: String,
+    pub realm: String,
+    pub admin_upn: String,
+    pub admin_password: String,
+    pub sync_ou: String,
+    pub writeback_ou: String,
+    pub tests_ou: String,
+    pub ca_cert: PathBuf,
+    pub sam_ldb: PathBuf,
+    pub sample_users: Vec<String>,
+    pub sample_password: String,
+    pub service_account_upn: String,
+    pub service_account_password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Lab {
+    pub ad: AdDetails,
+    pub outbox: PathBuf,
+}
+
+impl Lab {
+    /// Reads `$IDBRIDGE_LAB`, else `.lab/lab.json` at the repository root.
+    pub fn load() -> Result<Self, LabError> {
+        let path = std::env::var_os("IDBRIDGE_LAB")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".lab/lab.json"));
+        let no_lab = |reason: String| LabError::NoLab { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(&path).map_err(|e| no_lab(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| no_lab(e.to_string()))
+    }
+
+    /// TLS settings that verify the DC against the lab CA (never "skip verification").
+    pub fn ldap_settings(&self) -> Result<LdapConnSettings, LabError> {
+        let path = &self.ad.ca_cert;
+        let cert_err = |reason: String| LabError::Certificate { path: path.display().to_string(), reason };
+        let pem = std::fs::read(path).map_err(|e| cert_err(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert.map_err(|e| cert_err(e.to_string()))?).map_err(|e| cert_err(e.to_string()))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| cert_err(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(LdapConnSettings::new()
+            .set_config(Arc::new(config))
+            .set_conn_timeout(Duration::from_secs(10)))
+    }
+
+    /// A connection bound as the domain administrator.
+    pub async fn admin_connection(&self) -> Result<Ldap, LabError> {
+        self.connect(&self.ad.admin_upn, &self.ad.admin_password).await
+    }
+
+    pub async fn connect(&self, bind_dn: &str, password: &str) -> Result<Ldap, LabError> {
+        let url = &self.ad.ldaps_url;
+        let ldap_err = |source| LabError::Ldap { url: url.clone(), source };
+        let (conn, mut ldap) =
+            LdapConnAsync::with_settings(self.ldap_settings()?, url).await.map_err(ldap_err)?;
+        ldap3::drive!(conn);
+        ldap.simple_bind(bind_dn, password)
+            .await
+            .and_then(|r| r.success())
+            .map_err(ldap_err)?;
+        Ok(ldap)
+    }
+
+    /// Creates `OU=<label>-<random>` under the lab's `OU=Tests` for one test.
+    pub async fn test_ou(&self, label: &str) -> Result<TestOu, LabError> {
+        let mut ldap = self.admin_connection().await?;
+        let dn = format!("OU={label}-{},{}", crate::unique_suffix(), self.ad.tests_ou);
+        ldap.add(&dn, vec![("objectClass", ["organizationalUnit"].into())])
+            .await
+            .and_then(|r| r.success())
+            .map_err(|source| LabError::Operation { dn: dn.clone(), source })?;
+        Ok(TestOu { dn, ldap })
+    }
+}
+
+/// An OU that belongs to one test. Call [`TestOu::remove`] at the end; an OU left behind by a
+/// failed test has a unique name and is visible under `OU=Tests` for diagnosis.
+pub struct TestOu {
+    pub dn: String,
+    ldap: Ldap,
+}
+
+impl TestOu {
+    /// The admin connection the OU was created with, for the test's own setup.
+    pub fn ldap(&mut self) -> &mut Ldap {
+        &mut self.ldap
+    }
+
+    /// Number of entries under (and including) the OU.
+    pub async fn count_entries(&mut self) -> Result<usize, LabError> {
+        let (entries, _) = self
+            .ldap
+            .search(&self.dn, Scope::Subtree, "(objectClass=*)", vec!["1.1"])
+            .await
+            .and_then(|r| r.success())
+            .map_err(|source| LabError::Operation { dn: self.dn.clone(), source })?;
+        Ok(entries.len())
+    }
+
+    /// Deletes the OU and everything in it.
+    pub async fn remove(mut self) -> Result<(), LabError> {
+        let tree_delete = RawControl { ctype: TREE_DELETE_OID.to_string(), crit: true, val: None };
+        let result = self
+            .ldap
+            .with_controls(tree_delete)
+            .delete(&self.dn)
+            .await
+            .and_then(|r| r.success());
+        self.ldap.unbind().await.ok();
+        result.map(|_| ()).map_err(|source| LabError::Operation { dn: self.dn, source })
+    }
+}
+
+fn repo_root() -> PathBuf {
+    // crates/idbridge-testkit -> repository root
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

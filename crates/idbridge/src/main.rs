@@ -1,0 +1,36 @@
+//! `idbridge`: one binary, one subcommand per part of the system.
+
+mod cloud;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "idbridge", version, about = "Open hybrid-identity bridge between Active Directory and a cloud directory")]
+struct Cli {
+    /// Log filter (tracing's env-filter syntax); also read from IDBRIDGE_LOG.
+    #[arg(long, env = "IDBRIDGE_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The cloud directory: SCIM 2.0 tenant, admin API and sign-in.
+    #[command(subcommand)]
+    Cloud(cloud::CloudCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Cloud(cmd) => cloud::run(cmd).await,
+        }
+    })
+}

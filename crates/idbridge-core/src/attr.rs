@@ -88,7 +88,11 @@ mod tests {
         let mut set = HashSet::new();
         set.insert(AttrName::from("displayName"));
         assert!(set.contains(&AttrName::from("DISPLAYNAME")));
-        assert_eq!(AttrName::from("sAMAccountName").to_string(), "sAMAccountName");
-        assert!(AttrName::from("a") < AttrName::from("B"));
+        assert_eq!(
+            AttrName::from("sAMAccountName").to_string(),
+            "sAMAccountName"
+        );
+        let (a, b) = (AttrName::from("a"), AttrName::from("B"));
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Less);
     }
 }

@@ -24,7 +24,9 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: OffsetDateTime) -> Self {
-        Self { unix_nanos: AtomicI64::new(nanos(start)) }
+        Self {
+            unix_nanos: AtomicI64::new(nanos(start)),
+        }
     }
 
     pub fn advance(&self, by: time::Duration) {
@@ -40,7 +42,8 @@ fn nanos(t: OffsetDateTime) -> i64 {
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         let n = self.unix_nanos.load(Ordering::SeqCst);
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(n)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(n))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 }
 

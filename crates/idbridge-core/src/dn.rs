@@ -72,7 +72,9 @@ impl Dn {
         let mut rest = s;
         let (mut guid, mut sid) = (None, None);
         while let Some(stripped) = rest.strip_prefix('<') {
-            let end = stripped.find('>').ok_or_else(|| DnError::BadExtended(s.to_string()))?;
+            let end = stripped
+                .find('>')
+                .ok_or_else(|| DnError::BadExtended(s.to_string()))?;
             let (component, after) = stripped.split_at(end);
             let after = after.get(1..).unwrap_or("");
             rest = after.strip_prefix(';').unwrap_or(after);
@@ -88,7 +90,11 @@ impl Dn {
     }
 
     fn from_rdns(rdns: Vec<Rdn>) -> Self {
-        let normalized = rdns.iter().map(Rdn::normalized).collect::<Vec<_>>().join(",");
+        let normalized = rdns
+            .iter()
+            .map(Rdn::normalized)
+            .collect::<Vec<_>>()
+            .join(",");
         Self { rdns, normalized }
     }
 
@@ -108,13 +114,17 @@ impl Dn {
         if self.rdns.is_empty() {
             return None;
         }
-        Some(Self::from_rdns(self.rdns.get(1..).unwrap_or_default().to_vec()))
+        Some(Self::from_rdns(
+            self.rdns.get(1..).unwrap_or_default().to_vec(),
+        ))
     }
 
     /// A new DN one level below this one.
     pub fn child(&self, attr: &str, value: &str) -> Dn {
         let mut rdns = Vec::with_capacity(self.rdns.len() + 1);
-        rdns.push(Rdn { pairs: vec![(AttrName::from(attr), value.to_string())] });
+        rdns.push(Rdn {
+            pairs: vec![(AttrName::from(attr), value.to_string())],
+        });
         rdns.extend(self.rdns.iter().cloned());
         Self::from_rdns(rdns)
     }
@@ -126,7 +136,9 @@ impl Dn {
             return false;
         }
         let tail = self.rdns.get(self.rdns.len() - n..).unwrap_or_default();
-        tail.iter().zip(&ancestor.rdns).all(|(a, b)| a.normalized() == b.normalized())
+        tail.iter()
+            .zip(&ancestor.rdns)
+            .all(|(a, b)| a.normalized() == b.normalized())
     }
 
     /// The comparison key: lower-cased types and values, canonical escaping.
@@ -227,7 +239,7 @@ fn parse_rdns(s: &str) -> Result<Vec<Rdn>, DnError> {
             return Err(DnError::EmptyRdn(start));
         }
         i += 1; // '='
-        // value, with escapes
+                // value, with escapes
         let mut raw: Vec<u8> = Vec::new();
         let mut trailing_unescaped_spaces = 0usize;
         while let Some(&b) = bytes.get(i) {
@@ -237,7 +249,8 @@ fn parse_rdns(s: &str) -> Result<Vec<Rdn>, DnError> {
                     let next = bytes.get(i + 1).copied().ok_or(DnError::BadEscape(i))?;
                     if next.is_ascii_hexdigit() {
                         let hex = s.get(i + 1..i + 3).ok_or(DnError::BadEscape(i))?;
-                        let byte = u8::from_str_radix(hex, 16).map_err(|_| DnError::BadEscape(i))?;
+                        let byte =
+                            u8::from_str_radix(hex, 16).map_err(|_| DnError::BadEscape(i))?;
                         raw.push(byte);
                         i += 3;
                     } else {
@@ -260,14 +273,17 @@ fn parse_rdns(s: &str) -> Result<Vec<Rdn>, DnError> {
         }
         raw.truncate(raw.len() - trailing_unescaped_spaces);
         let leading = raw.iter().take_while(|b| **b == b' ').count();
-        let value = String::from_utf8(raw.split_off(leading)).map_err(|_| DnError::NotUtf8(start))?;
+        let value =
+            String::from_utf8(raw.split_off(leading)).map_err(|_| DnError::NotUtf8(start))?;
         pairs.push((AttrName::from(attr), value));
         match bytes.get(i) {
             Some(b'+') => {
                 i += 1;
             }
             Some(b',') | Some(b';') => {
-                rdns.push(Rdn { pairs: std::mem::take(&mut pairs) });
+                rdns.push(Rdn {
+                    pairs: std::mem::take(&mut pairs),
+                });
                 i += 1;
                 while bytes.get(i) == Some(&b' ') {
                     i += 1;
@@ -295,7 +311,10 @@ mod tests {
         let b = Dn::parse("cn=jack smith, ou=STAFF,dc=LAB,dc=idbridge,dc=test").unwrap();
         assert_eq!(a, b);
         assert_eq!(a.rdn().unwrap().value(), "Jack Smith");
-        assert_eq!(a.parent().unwrap().to_string(), "OU=Staff,DC=lab,DC=idbridge,DC=test");
+        assert_eq!(
+            a.parent().unwrap().to_string(),
+            "OU=Staff,DC=lab,DC=idbridge,DC=test"
+        );
     }
 
     #[test]
@@ -321,13 +340,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(dn.to_string(), "CN=Jack,OU=Staff,DC=lab");
-        assert_eq!(guid.unwrap().to_string(), "b6a6e7c8-2a5b-4c5e-9a0b-1f2e3d4c5b6a");
+        assert_eq!(
+            guid.unwrap().to_string(),
+            "b6a6e7c8-2a5b-4c5e-9a0b-1f2e3d4c5b6a"
+        );
         assert_eq!(sid.unwrap().to_string(), "S-1-5-21-1-2-3-1104");
     }
 
     #[test]
     fn errors_name_position() {
-        assert_eq!(Dn::parse("CN=a,,DC=b").unwrap_err(), DnError::MissingEquals(5));
+        assert_eq!(
+            Dn::parse("CN=a,,DC=b").unwrap_err(),
+            DnError::MissingEquals(5)
+        );
         assert!(matches!(Dn::parse("CN=a\\"), Err(DnError::BadEscape(4))));
         assert!(matches!(Dn::parse("CN=\\ff\\fe"), Err(DnError::NotUtf8(_))));
     }

@@ -17,7 +17,9 @@ pub struct ObjectGuid([u8; 16]);
 
 impl ObjectGuid {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, GuidError> {
-        let arr: [u8; 16] = bytes.try_into().map_err(|_| GuidError::Length(bytes.len()))?;
+        let arr: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| GuidError::Length(bytes.len()))?;
         Ok(Self(arr))
     }
 
@@ -66,7 +68,10 @@ mod tests {
         let g = ObjectGuid::parse("01020304-0506-0708-090a-0b0c0d0e0f10").unwrap();
         assert_eq!(g.as_bytes()[..4], [4, 3, 2, 1]);
         assert_eq!(g.to_string(), "01020304-0506-0708-090a-0b0c0d0e0f10");
-        assert_eq!(ObjectGuid::parse_any(&hex::encode(g.as_bytes())).unwrap(), g);
+        assert_eq!(
+            ObjectGuid::parse_any(&hex::encode(g.as_bytes())).unwrap(),
+            g
+        );
         assert_eq!(ObjectGuid::from_bytes(&[0; 3]), Err(GuidError::Length(3)));
     }
 }

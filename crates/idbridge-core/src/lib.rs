@@ -18,7 +18,19 @@ pub use secret::Secret;
 pub use sid::{Sid, SidError};
 
 /// An Active Directory update sequence number (`uSNChanged`, DRS high-water marks).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Usn(pub i64);
 
 impl std::fmt::Display for Usn {

@@ -26,14 +26,26 @@ impl Sid {
         if b.len() != 8 + 4 * count {
             return Err(err());
         }
-        let authority = b.get(2..8).ok_or_else(err)?.iter().fold(0u64, |acc, x| acc << 8 | u64::from(*x));
+        let authority = b
+            .get(2..8)
+            .ok_or_else(err)?
+            .iter()
+            .fold(0u64, |acc, x| acc << 8 | u64::from(*x));
         let sub_authorities = b
             .get(8..)
             .ok_or_else(err)?
             .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok(Self { revision, authority, sub_authorities })
+            .map(|c| {
+                <[u8; 4]>::try_from(c)
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| err())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            revision,
+            authority,
+            sub_authorities,
+        })
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -48,14 +60,24 @@ impl Sid {
     /// `S-1-5-21-...` text form.
     pub fn parse(s: &str) -> Result<Self, SidError> {
         let err = || SidError::Syntax(s.to_string());
-        let mut parts = s.strip_prefix("S-").or_else(|| s.strip_prefix("s-")).ok_or_else(err)?.split('-');
+        let mut parts = s
+            .strip_prefix("S-")
+            .or_else(|| s.strip_prefix("s-"))
+            .ok_or_else(err)?
+            .split('-');
         let revision = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
         let authority = parts.next().and_then(|p| p.parse().ok()).ok_or_else(err)?;
-        let sub_authorities = parts.map(|p| p.parse().map_err(|_| err())).collect::<Result<Vec<u32>, _>>()?;
+        let sub_authorities = parts
+            .map(|p| p.parse().map_err(|_| err()))
+            .collect::<Result<Vec<u32>, _>>()?;
         if sub_authorities.len() > 15 || authority >= 1 << 48 {
             return Err(err());
         }
-        Ok(Self { revision, authority, sub_authorities })
+        Ok(Self {
+            revision,
+            authority,
+            sub_authorities,
+        })
     }
 
     /// Text form or the hex of the binary form (both occur in extended DNs).

@@ -17,7 +17,9 @@ const MAX_ITERATIONS: u32 = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifierError {
-    #[error("password verifier is not in the form v1;PPH1_MD4,<salt hex>,<iterations>,<hash hex>;")]
+    #[error(
+        "password verifier is not in the form v1;PPH1_MD4,<salt hex>,<iterations>,<hash hex>;"
+    )]
     Format,
     #[error("password verifier iteration count must be 1..={MAX_ITERATIONS}")]
     Iterations,
@@ -38,7 +40,9 @@ impl NtHash {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, VerifierError> {
-        let arr: [u8; 16] = bytes.try_into().map_err(|_| VerifierError::HashLength(bytes.len()))?;
+        let arr: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| VerifierError::HashLength(bytes.len()))?;
         Ok(Self(arr))
     }
 
@@ -72,7 +76,11 @@ impl PhsVerifier {
 
     fn compute_with_salt(nt: &NtHash, salt: Vec<u8>, iterations: u32) -> Self {
         let derived = derive(nt, &salt, iterations);
-        Self { salt, iterations, derived }
+        Self {
+            salt,
+            iterations,
+            derived,
+        }
     }
 
     pub fn parse(s: &str) -> Result<Self, VerifierError> {
@@ -98,7 +106,11 @@ impl PhsVerifier {
         if salt.is_empty() {
             return Err(VerifierError::Format);
         }
-        Ok(Self { salt, iterations, derived })
+        Ok(Self {
+            salt,
+            iterations,
+            derived,
+        })
     }
 
     pub fn iterations(&self) -> u32 {
@@ -135,8 +147,10 @@ impl fmt::Debug for PhsVerifier {
 
 /// Upper-case hex of the NT hash, as UTF-16LE, through PBKDF2-HMAC-SHA256.
 fn derive(nt: &NtHash, salt: &[u8], iterations: u32) -> [u8; 32] {
-    let mut hex_utf16: Vec<u8> =
-        hex::encode_upper(nt.as_bytes()).encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let mut hex_utf16: Vec<u8> = hex::encode_upper(nt.as_bytes())
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
     let mut out = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<Sha256>(&hex_utf16, salt, iterations, &mut out);
     hex_utf16.zeroize();
@@ -152,7 +166,10 @@ mod tests {
     fn nt_hash_matches_known_vector() {
         // MD4(UTF-16LE("password")), a widely published value.
         let nt = NtHash::from_password("password");
-        assert_eq!(hex::encode(nt.as_bytes()), "8846f7eaee8fb117ad06bdd830b7586c");
+        assert_eq!(
+            hex::encode(nt.as_bytes()),
+            "8846f7eaee8fb117ad06bdd830b7586c"
+        );
         assert_eq!(format!("{nt:?}"), "NtHash(***)");
     }
 

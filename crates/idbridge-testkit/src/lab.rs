@@ -19,9 +19,15 @@ pub enum LabError {
     #[error("cannot read the lab CA certificate {path}: {reason}")]
     Certificate { path: String, reason: String },
     #[error("the lab DC at {url} is unreachable or refused us: {source}")]
-    Ldap { url: String, source: ldap3::LdapError },
+    Ldap {
+        url: String,
+        source: Box<ldap3::LdapError>,
+    },
     #[error("LDAP operation on {dn} failed: {source}")]
-    Operation { dn: String, source: ldap3::LdapError },
+    Operation {
+        dn: String,
+        source: Box<ldap3::LdapError>,
+    },
 }
 
 /// What `.lab/lab.json` says about the domain controller (the keys tests need).
@@ -55,7 +61,10 @@ impl Lab {
         let path = std::env::var_os("IDBRIDGE_LAB")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join(".lab/lab.json"));
-        let no_lab = |reason: String| LabError::NoLab { path: path.display().to_string(), reason };
+        let no_lab = |reason: String| LabError::NoLab {
+            path: path.display().to_string(),
+            reason,
+        };
         let text = std::fs::read_to_string(&path).map_err(|e| no_lab(e.to_string()))?;
         serde_json::from_str(&text).map_err(|e| no_lab(e.to_string()))
     }
@@ -63,11 +72,16 @@ impl Lab {
     /// TLS settings that verify the DC against the lab CA (never "skip verification").
     pub fn ldap_settings(&self) -> Result<LdapConnSettings, LabError> {
         let path = &self.ad.ca_cert;
-        let cert_err = |reason: String| LabError::Certificate { path: path.display().to_string(), reason };
+        let cert_err = |reason: String| LabError::Certificate {
+            path: path.display().to_string(),
+            reason,
+        };
         let pem = std::fs::read(path).map_err(|e| cert_err(e.to_string()))?;
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            roots.add(cert.map_err(|e| cert_err(e.to_string()))?).map_err(|e| cert_err(e.to_string()))?;
+            roots
+                .add(cert.map_err(|e| cert_err(e.to_string()))?)
+                .map_err(|e| cert_err(e.to_string()))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -82,14 +96,19 @@ impl Lab {
 
     /// A connection bound as the domain administrator.
     pub async fn admin_connection(&self) -> Result<Ldap, LabError> {
-        self.connect(&self.ad.admin_upn, &self.ad.admin_password).await
+        self.connect(&self.ad.admin_upn, &self.ad.admin_password)
+            .await
     }
 
     pub async fn connect(&self, bind_dn: &str, password: &str) -> Result<Ldap, LabError> {
         let url = &self.ad.ldaps_url;
-        let ldap_err = |source| LabError::Ldap { url: url.clone(), source };
-        let (conn, mut ldap) =
-            LdapConnAsync::with_settings(self.ldap_settings()?, url).await.map_err(ldap_err)?;
+        let ldap_err = |source| LabError::Ldap {
+            url: url.clone(),
+            source: Box::new(source),
+        };
+        let (conn, mut ldap) = LdapConnAsync::with_settings(self.ldap_settings()?, url)
+            .await
+            .map_err(ldap_err)?;
         ldap3::drive!(conn);
         ldap.simple_bind(bind_dn, password)
             .await
@@ -105,7 +124,10 @@ impl Lab {
         ldap.add(&dn, vec![("objectClass", ["organizationalUnit"].into())])
             .await
             .and_then(|r| r.success())
-            .map_err(|source| LabError::Operation { dn: dn.clone(), source })?;
+            .map_err(|source| LabError::Operation {
+                dn: dn.clone(),
+                source: Box::new(source),
+            })?;
         Ok(TestOu { dn, ldap })
     }
 }
@@ -130,13 +152,20 @@ impl TestOu {
             .search(&self.dn, Scope::Subtree, "(objectClass=*)", vec!["1.1"])
             .await
             .and_then(|r| r.success())
-            .map_err(|source| LabError::Operation { dn: self.dn.clone(), source })?;
+            .map_err(|source| LabError::Operation {
+                dn: self.dn.clone(),
+                source: Box::new(source),
+            })?;
         Ok(entries.len())
     }
 
     /// Deletes the OU and everything in it.
     pub async fn remove(mut self) -> Result<(), LabError> {
-        let tree_delete = RawControl { ctype: TREE_DELETE_OID.to_string(), crit: true, val: None };
+        let tree_delete = RawControl {
+            ctype: TREE_DELETE_OID.to_string(),
+            crit: true,
+            val: None,
+        };
         let result = self
             .ldap
             .with_controls(tree_delete)
@@ -144,7 +173,10 @@ impl TestOu {
             .await
             .and_then(|r| r.success());
         self.ldap.unbind().await.ok();
-        result.map(|_| ()).map_err(|source| LabError::Operation { dn: self.dn, source })
+        result.map(|_| ()).map_err(|source| LabError::Operation {
+            dn: self.dn,
+            source: Box::new(source),
+        })
     }
 }
 

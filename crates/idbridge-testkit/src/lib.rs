@@ -11,5 +11,10 @@ pub use pg::{PgError, TestDatabase};
 
 /// A short random suffix for names that must not collide between parallel tests.
 pub fn unique_suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string().chars().take(10).collect()
+    uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .chars()
+        .take(10)
+        .collect()
 }

@@ -11,7 +11,10 @@ pub enum PgError {
     )]
     Unreachable { url: String, source: sqlx::Error },
     #[error("PostgreSQL refused `{statement}`: {source}")]
-    Statement { statement: String, source: sqlx::Error },
+    Statement {
+        statement: String,
+        source: sqlx::Error,
+    },
 }
 
 /// A database created for one test and dropped by [`TestDatabase::drop_database`] (or left behind,
@@ -29,14 +32,27 @@ impl TestDatabase {
             std::env::var("IDBRIDGE_TEST_PG").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string());
         let label: String = label
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .take(30)
             .collect();
         let name = format!("idb_{label}_{}", crate::unique_suffix());
         execute(&admin_url, &format!("CREATE DATABASE {name}")).await?;
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
         let url = format!("{base}/{name}");
-        Ok(Self { admin_url, name, url })
+        Ok(Self {
+            admin_url,
+            name,
+            url,
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -44,18 +60,28 @@ impl TestDatabase {
     }
 
     pub async fn drop_database(self) -> Result<(), PgError> {
-        execute(&self.admin_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .await
+        execute(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await
     }
 }
 
 async fn execute(admin_url: &str, statement: &str) -> Result<(), PgError> {
-    let mut conn = PgConnection::connect(admin_url)
-        .await
-        .map_err(|source| PgError::Unreachable { url: admin_url.to_string(), source })?;
+    let mut conn =
+        PgConnection::connect(admin_url)
+            .await
+            .map_err(|source| PgError::Unreachable {
+                url: admin_url.to_string(),
+                source,
+            })?;
     conn.execute(statement)
         .await
-        .map_err(|source| PgError::Statement { statement: statement.to_string(), source })?;
+        .map_err(|source| PgError::Statement {
+            statement: statement.to_string(),
+            source,
+        })?;
     conn.close().await.ok();
     Ok(())
 }

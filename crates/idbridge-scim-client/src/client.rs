@@ -1,0 +1,514 @@
+//! The HTTP edge: requests, retries and response decoding.
+
+use std::time::Duration;
+
+use idbridge_core::Secret;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::PatchOp;
+
+const SCIM_JSON: &str = "application/scim+json";
+const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const BULK_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+/// Longest wait a server's `Retry-After` can impose on one attempt.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScimClientError {
+    #[error("invalid SCIM client configuration: {0}")]
+    Config(String),
+    #[error("{method} {url}: the server answered {status}{}: {detail}", scim_type.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
+    Scim {
+        method: Method,
+        url: String,
+        status: u16,
+        scim_type: Option<String>,
+        detail: String,
+    },
+    #[error("{method} {url}: {source}")]
+    Transport {
+        method: Method,
+        url: String,
+        source: reqwest::Error,
+    },
+    #[error("{method} {url}: the response is not SCIM JSON: {reason}")]
+    BadResponse {
+        method: Method,
+        url: String,
+        reason: String,
+    },
+}
+
+impl ScimClientError {
+    /// The HTTP status the server answered with, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Scim { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The RFC 7644 `scimType`, if the server gave one.
+    pub fn scim_type(&self) -> Option<&str> {
+        match self {
+            Self::Scim { scim_type, .. } => scim_type.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceType {
+    User,
+    Group,
+}
+
+impl ResourceType {
+    fn endpoint(self) -> &'static str {
+        match self {
+            Self::User => "Users",
+            Self::Group => "Groups",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ScimClientConfig {
+    /// The SCIM base URL, e.g. `https://cloud.example/scim/v2`.
+    pub base_url: String,
+    pub token: Secret,
+    /// PEM of the CA to trust instead of the system's roots (a lab or private CA).
+    pub ca_cert_pem: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkLimits {
+    pub max_operations: usize,
+    pub max_payload_size: usize,
+}
+
+/// What the server's `/ServiceProviderConfig` says it supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    pub patch: bool,
+    pub bulk: Option<BulkLimits>,
+    pub etag: bool,
+}
+
+impl Capabilities {
+    fn from_config(doc: &Value) -> Self {
+        let supported = |feature: &str| {
+            doc.pointer(&format!("/{feature}/supported"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        let limit = |key: &str| {
+            doc.pointer(&format!("/bulk/{key}"))
+                .and_then(Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+        };
+        let bulk = match (
+            supported("bulk"),
+            limit("maxOperations"),
+            limit("maxPayloadSize"),
+        ) {
+            (true, Some(ops), Some(size)) if ops > 0 => Some(BulkLimits {
+                max_operations: ops,
+                max_payload_size: size,
+            }),
+            _ => None,
+        };
+        Self {
+            patch: supported("patch"),
+            bulk,
+            etag: supported("etag"),
+        }
+    }
+}
+
+/// One operation of a Bulk request; `bulk_id` is required for POST.
+#[derive(Debug, Clone)]
+pub struct BulkOperation {
+    pub method: Method,
+    pub bulk_id: Option<String>,
+    pub path: String,
+    pub data: Option<Value>,
+}
+
+/// The server's answer for one Bulk operation.
+#[derive(Debug, Clone)]
+pub struct BulkResult {
+    pub bulk_id: Option<String>,
+    pub status: u16,
+    /// The created or updated resource's id, from its `location`.
+    pub id: Option<String>,
+    pub response: Option<Value>,
+}
+
+pub struct ScimClient {
+    http: reqwest::Client,
+    base: String,
+    token: Secret,
+    retry: RetryPolicy,
+    capabilities: Capabilities,
+}
+
+impl ScimClient {
+    /// Builds the client and reads the server's capabilities.
+    pub async fn connect(config: ScimClientConfig) -> Result<Self, ScimClientError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(config.timeout);
+        if let Some(pem) = &config.ca_cert_pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| ScimClientError::Config(format!("CA certificate: {e}")))?;
+            builder = builder
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ScimClientError::Config(e.to_string()))?;
+        let mut client = Self {
+            http,
+            base: config.base_url.trim_end_matches('/').to_string(),
+            token: config.token,
+            retry: config.retry,
+            capabilities: Capabilities {
+                patch: false,
+                bulk: None,
+                etag: false,
+            },
+        };
+        let spc = client
+            .request(Method::GET, "/ServiceProviderConfig", None)
+            .await?;
+        client.capabilities = Capabilities::from_config(&spc.unwrap_or(Value::Null));
+        Ok(client)
+    }
+
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    pub async fn get(
+        &self,
+        kind: ResourceType,
+        id: &str,
+    ) -> Result<Option<Value>, ScimClientError> {
+        match self
+            .request(Method::GET, &format!("/{}/{id}", kind.endpoint()), None)
+            .await
+        {
+            Err(e) if e.status() == Some(404) => Ok(None),
+            other => other,
+        }
+    }
+
+    /// The resources matching a filter (first page of up to `count`).
+    pub async fn search(
+        &self,
+        kind: ResourceType,
+        filter: &str,
+        count: usize,
+    ) -> Result<Vec<Value>, ScimClientError> {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": filter,
+            "count": count,
+        });
+        let list = self
+            .request(
+                Method::POST,
+                &format!("/{}/.search", kind.endpoint()),
+                Some(&body),
+            )
+            .await?;
+        Ok(list
+            .and_then(|mut l| l.get_mut("Resources").map(Value::take))
+            .and_then(|r| match r {
+                Value::Array(items) => Some(items),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    pub async fn create(&self, kind: ResourceType, body: &Value) -> Result<Value, ScimClientError> {
+        let path = format!("/{}", kind.endpoint());
+        self.request(Method::POST, &path, Some(body))
+            .await?
+            .ok_or_else(|| self.empty(Method::POST, &path))
+    }
+
+    /// Applies a PATCH; returns the resource when the server sends it (200), `None` on 204.
+    pub async fn patch(
+        &self,
+        kind: ResourceType,
+        id: &str,
+        ops: &[PatchOp],
+    ) -> Result<Option<Value>, ScimClientError> {
+        let body = json!({
+            "schemas": [PATCH_OP_SCHEMA],
+            "Operations": ops.iter().map(PatchOp::to_json).collect::<Vec<_>>(),
+        });
+        self.request(
+            Method::PATCH,
+            &format!("/{}/{id}", kind.endpoint()),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Deletes a resource. A resource that is already gone counts as deleted, so a repeated
+    /// export of the same deletion is harmless.
+    pub async fn delete(&self, kind: ResourceType, id: &str) -> Result<(), ScimClientError> {
+        match self
+            .request(Method::DELETE, &format!("/{}/{id}", kind.endpoint()), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends operations as Bulk requests no larger than the server allows. Per-operation failures
+    /// are results, not errors: the caller records them on the objects concerned.
+    pub async fn bulk(&self, ops: &[BulkOperation]) -> Result<Vec<BulkResult>, ScimClientError> {
+        let limits = self.capabilities.bulk.ok_or_else(|| {
+            ScimClientError::Config("the server does not support SCIM Bulk".to_string())
+        })?;
+        let mut results = Vec::with_capacity(ops.len());
+        for chunk in ops.chunks(limits.max_operations) {
+            let body = json!({
+                "schemas": [BULK_REQUEST_SCHEMA],
+                "Operations": chunk.iter().map(bulk_operation_json).collect::<Vec<_>>(),
+            });
+            let response = self
+                .request(Method::POST, "/Bulk", Some(&body))
+                .await?
+                .ok_or_else(|| self.empty(Method::POST, "/Bulk"))?;
+            let answered = response
+                .get("Operations")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            results.extend(answered.into_iter().map(bulk_result));
+        }
+        Ok(results)
+    }
+
+    fn empty(&self, method: Method, path: &str) -> ScimClientError {
+        ScimClientError::BadResponse {
+            method,
+            url: format!("{}{path}", self.base),
+            reason: "empty body where a resource was expected".to_string(),
+        }
+    }
+
+    /// Sends one request, retrying only what is safe to retry (see the crate invariant).
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, ScimClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut backoff = self.retry.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(self.token.expose())
+                .header(reqwest::header::ACCEPT, SCIM_JSON);
+            if let Some(body) = body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
+                    .body(body.to_string());
+            }
+            let wait = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = retry_after(&resp);
+                    if !should_retry_status(status) || attempt >= self.retry.max_attempts {
+                        return decode(method, url, resp).await;
+                    }
+                    retry_after.unwrap_or(backoff)
+                }
+                // A connection that was never established carried nothing: safe to try again.
+                Err(e) if e.is_connect() && attempt < self.retry.max_attempts => backoff,
+                Err(source) => {
+                    return Err(ScimClientError::Transport {
+                        method,
+                        url,
+                        source,
+                    })
+                }
+            };
+            tracing::warn!(%method, %url, attempt, wait_ms = wait.as_millis() as u64, "SCIM server asked to retry");
+            tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
+            backoff = (backoff * 2).min(self.retry.max_backoff);
+            attempt += 1;
+        }
+    }
+}
+
+/// 429 and 503 mean the server did not process the request.
+fn should_retry_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+}
+
+/// `Retry-After` in delta-seconds (the form SCIM servers use for throttling).
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let value = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+async fn decode(
+    method: Method,
+    url: String,
+    resp: reqwest::Response,
+) -> Result<Option<Value>, ScimClientError> {
+    let status = resp.status();
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(source) => {
+            return Err(ScimClientError::Transport {
+                method,
+                url,
+                source,
+            })
+        }
+    };
+    let json: Option<Value> = if bytes.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&bytes).ok()
+    };
+    if status.is_success() {
+        if json.is_none() && !bytes.is_empty() {
+            let reason = format!("{} bytes that do not parse as JSON", bytes.len());
+            return Err(ScimClientError::BadResponse {
+                method,
+                url,
+                reason,
+            });
+        }
+        return Ok(json);
+    }
+    let field = |key: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(key))
+            .and_then(Value::as_str)
+    };
+    let detail = field("detail")
+        .map(str::to_string)
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
+    let scim_type = field("scimType").map(str::to_string);
+    Err(ScimClientError::Scim {
+        method,
+        url,
+        status: status.as_u16(),
+        scim_type,
+        detail,
+    })
+}
+
+fn bulk_operation_json(op: &BulkOperation) -> Value {
+    let mut v = serde_json::Map::new();
+    v.insert("method".into(), json!(op.method.as_str()));
+    v.insert("path".into(), json!(op.path));
+    if let Some(id) = &op.bulk_id {
+        v.insert("bulkId".into(), json!(id));
+    }
+    if let Some(data) = &op.data {
+        v.insert("data".into(), data.clone());
+    }
+    Value::Object(v)
+}
+
+fn bulk_result(op: Value) -> BulkResult {
+    let text = |key: &str| op.get(key).and_then(Value::as_str);
+    // RFC 7644 sends the status as a string; some servers send a number.
+    let status = text("status")
+        .and_then(|s| s.parse().ok())
+        .or_else(|| {
+            op.get("status")
+                .and_then(Value::as_u64)
+                .and_then(|n| u16::try_from(n).ok())
+        })
+        .unwrap_or(0);
+    let id = text("location")
+        .and_then(|l| l.rsplit('/').next())
+        .map(str::to_string);
+    BulkResult {
+        bulk_id: text("bulkId").map(str::to_string),
+        status,
+        id,
+        response: op.get("response").cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_come_from_the_service_provider_config() {
+        let spc = json!({
+            "patch": {"supported": true},
+            "bulk": {"supported": true, "maxOperations": 1000, "maxPayloadSize": 1048576},
+            "etag": {"supported": false},
+        });
+        assert_eq!(
+            Capabilities::from_config(&spc),
+            Capabilities {
+                patch: true,
+                bulk: Some(BulkLimits {
+                    max_operations: 1000,
+                    max_payload_size: 1_048_576
+                }),
+                etag: false
+            }
+        );
+        let no_bulk = json!({"bulk": {"supported": true, "maxOperations": 0, "maxPayloadSize": 1}});
+        assert_eq!(Capabilities::from_config(&no_bulk).bulk, None);
+    }
+
+    #[test]
+    fn bulk_results_carry_status_and_id() {
+        let r = bulk_result(json!({
+            "method": "POST", "bulkId": "u1", "status": "201",
+            "location": "https://x/scim/v2/Users/92b725cd"
+        }));
+        assert_eq!(
+            (r.bulk_id.as_deref(), r.status, r.id.as_deref()),
+            (Some("u1"), 201, Some("92b725cd"))
+        );
+    }
+}

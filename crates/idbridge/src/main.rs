@@ -5,7 +5,11 @@ mod cloud;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "idbridge", version, about = "Open hybrid-identity bridge between Active Directory and a cloud directory")]
+#[command(
+    name = "idbridge",
+    version,
+    about = "Open hybrid-identity bridge between Active Directory and a cloud directory"
+)]
 struct Cli {
     /// Log filter (tracing's env-filter syntax); also read from IDBRIDGE_LOG.
     #[arg(long, env = "IDBRIDGE_LOG", default_value = "info", global = true)]
@@ -27,7 +31,9 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log)?)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         match cli.command {
             Command::Cloud(cmd) => cloud::run(cmd).await,

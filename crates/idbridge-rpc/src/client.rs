@@ -9,8 +9,8 @@ use tokio::net::TcpStream;
 
 use crate::{
     decode_pdu, fragment, Bind, ContextResultCode, EptMapRequest, EptMapResponse, FaultStatus, Pdu,
-    PduBody, PresentationContext, Reassembler, Request, RpcError, SyntaxId, EPM, EPT_MAP_OPNUM,
-    NDR20,
+    PduBody, PduHeader, PresentationContext, Reassembler, Request, RpcError, SyntaxId, EPM,
+    EPT_MAP_OPNUM, HEADER_LEN, NDR20,
 };
 
 /// Fragment size we offer; the usual Windows value.
@@ -59,20 +59,41 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends an already encoded PDU (e.g. one sealed by [`crate::encode_sealed`]).
+    pub async fn send_bytes(&mut self, pdu: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(pdu).await?;
+        Ok(())
+    }
+
     /// Reads the next PDU (a single fragment).
     pub async fn recv(&mut self) -> Result<Pdu, ClientError> {
+        let frame = self.recv_frame().await?;
+        Ok(decode_pdu(&frame)?.0)
+    }
+
+    /// Reads the next fragment as raw bytes, for a security provider to unseal
+    /// ([`crate::decode_sealed`]). Only the 16-byte header is parsed here; `frag_length` bounds
+    /// what is buffered.
+    pub async fn recv_frame(&mut self) -> Result<Vec<u8>, ClientError> {
         loop {
-            match decode_pdu(&self.buf) {
-                Ok((pdu, used)) => {
-                    self.buf.drain(..used);
-                    return Ok(pdu);
-                }
-                Err(e) if e.is_incomplete() => {
-                    if self.stream.read_buf(&mut self.buf).await? == 0 {
-                        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            match PduHeader::decode(&self.buf) {
+                Ok(header) => {
+                    let len = usize::from(header.frag_length);
+                    if len < HEADER_LEN {
+                        return Err(RpcError::Malformed(format!(
+                            "frag_length {len} is shorter than the header"
+                        ))
+                        .into());
+                    }
+                    if self.buf.len() >= len {
+                        return Ok(self.buf.drain(..len).collect());
                     }
                 }
+                Err(e) if e.is_incomplete() => {}
                 Err(e) => return Err(e.into()),
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
         }
     }

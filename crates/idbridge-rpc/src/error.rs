@@ -25,6 +25,9 @@ pub enum RpcError {
     OutOfOrder(&'static str),
     #[error("unexpected PDU: {0}")]
     Unexpected(String),
+    /// The security provider refused a PDU (bad signature, wrong sequence, failed decryption).
+    #[error("security provider: {0}")]
+    Security(String),
     #[error("NDR: {0}")]
     Ndr(#[from] NdrError),
 }

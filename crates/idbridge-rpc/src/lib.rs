@@ -16,7 +16,8 @@ mod fragment;
 mod pdu;
 
 pub use auth::{
-    auth_pad_length, AuthLevel, AuthType, AuthVerifier, AUTH_PAD_ALIGNMENT, SEC_TRAILER_LEN,
+    auth_pad_length, decode_sealed, encode_sealed, AuthLevel, AuthType, AuthVerifier,
+    PduProtection, AUTH_PAD_ALIGNMENT, SEC_TRAILER_LEN,
 };
 pub use epm::{
     EptMapRequest, EptMapResponse, TcpTower, Twr, DRSUAPI, EPM, EPM_PORT, EPT_MAP_OPNUM,

@@ -1,0 +1,484 @@
+//! SCIM resource lifecycle: create, read, replace, patch, soft delete, list.
+
+use idbridge_core::Secret;
+use idbridge_scim::{
+    apply_patch, if_match_satisfied, list_response, project, sort_resources, take_password,
+    validate_resource, ListQuery, PatchRequest, ResourceKind, ScimError,
+};
+use serde_json::{json, Map, Value};
+
+use super::{
+    not_found, store_err, sync_schema, user_name, Directory, Principal, Scope, CLOUD, ON_PREMISES,
+};
+use crate::secrets::{hash_password, ARGON2ID};
+use crate::store::{AuditEntry, Credential, Index, ResourceWrite, StoreError, StoredResource, Tx};
+
+/// A password that arrived with a resource, to be hashed and stored beside it.
+pub(crate) struct NewPassword {
+    pub password: Secret,
+    pub must_change: bool,
+}
+
+pub(crate) fn resource_write<'a>(
+    id: &'a str,
+    kind: ResourceKind,
+    source: &'a str,
+    doc: &'a Value,
+) -> ResourceWrite<'a> {
+    ResourceWrite {
+        id,
+        kind,
+        // Users are unique by userName (case-insensitively); groups need not be.
+        name_key: match kind {
+            ResourceKind::User => Some(user_name(doc).to_lowercase()),
+            ResourceKind::Group => None,
+        },
+        external_id: doc.get("externalId").and_then(Value::as_str),
+        source,
+        doc,
+    }
+}
+
+/// Puts an extension object into a document and declares its schema.
+fn set_extension(doc: &mut Value, urn: &str, ext: Map<String, Value>) {
+    let Some(obj) = doc.as_object_mut() else {
+        return;
+    };
+    obj.insert(urn.to_owned(), Value::Object(ext));
+    if let Some(schemas) = obj.get_mut("schemas").and_then(Value::as_array_mut) {
+        if !schemas.iter().any(|s| s.as_str() == Some(urn)) {
+            schemas.push(json!(urn));
+        }
+    }
+}
+
+fn extension(doc: &Value, urn: &str) -> Option<Map<String, Value>> {
+    doc.get(urn).and_then(Value::as_object).cloned()
+}
+
+impl Directory {
+    /// On-premises stays the master: only the sync agent writes on-premises objects and the sync
+    /// extension. Fixes the extension of `doc` and returns the object's `source`.
+    fn apply_sync_rules(
+        &self,
+        kind: ResourceKind,
+        doc: &mut Value,
+        old: Option<&StoredResource>,
+        principal: &Principal,
+    ) -> Result<String, ScimError> {
+        let urn = sync_schema(kind);
+        let sent = extension(doc, urn);
+        let old_ext = old.and_then(|o| extension(&o.doc, urn));
+        if principal.scope() == Some(Scope::Sync) {
+            let mut ext = sent.or(old_ext).unwrap_or_default();
+            if !ext.contains_key("source") {
+                ext.insert("source".into(), json!(ON_PREMISES));
+            }
+            ext.insert("lastSyncedAt".into(), json!(super::rfc3339(self.now_ms())));
+            let source = ext
+                .get("source")
+                .and_then(Value::as_str)
+                .unwrap_or(ON_PREMISES)
+                .to_owned();
+            set_extension(doc, urn, ext);
+            return Ok(source);
+        }
+        if let Some(old) = old.filter(|o| o.source == ON_PREMISES) {
+            let dn = old_ext
+                .as_ref()
+                .and_then(|e| e.get("onPremisesDistinguishedName"))
+                .and_then(Value::as_str)
+                .unwrap_or("its on-premises object");
+            return Err(ScimError::mutability(format!(
+                "{} {} is synced from Active Directory ({dn}); change it there",
+                kind.name(),
+                old.id
+            )));
+        }
+        let unchanged = match (&sent, &old_ext) {
+            (None, _) => true,
+            (Some(s), Some(o)) => s == o,
+            (Some(s), None) => s.iter().all(|(k, v)| k == "source" && v == CLOUD),
+        };
+        if !unchanged {
+            return Err(ScimError::mutability(format!(
+                "{urn} is written only by the sync agent"
+            )));
+        }
+        let ext = old_ext.unwrap_or_else(|| {
+            let mut m = Map::new();
+            m.insert("source".into(), json!(CLOUD));
+            m
+        });
+        set_extension(doc, urn, ext);
+        Ok(CLOUD.to_owned())
+    }
+
+    /// Licenses are managed through the admin API; SCIM shows them as `entitlements`.
+    pub(crate) async fn set_entitlements(
+        tx: &mut Tx,
+        id: &str,
+        kind: ResourceKind,
+        doc: &mut Value,
+    ) -> Result<(), StoreError> {
+        if kind != ResourceKind::User {
+            return Ok(());
+        }
+        let licenses = tx.licenses_of(id).await?;
+        if let Some(obj) = doc.as_object_mut() {
+            obj.remove("entitlements");
+            if !licenses.is_empty() {
+                let values: Vec<Value> = licenses
+                    .iter()
+                    .map(|sku| json!({"value": sku, "type": "license"}))
+                    .collect();
+                obj.insert("entitlements".into(), Value::Array(values));
+            }
+        }
+        Ok(())
+    }
+
+    /// A 409 `uniqueness` that names who holds the userName, soft-deleted or not.
+    async fn uniqueness_error(&self, kind: ResourceKind, doc: &Value) -> ScimError {
+        let name = user_name(doc);
+        let holder = self
+            .store
+            .holder_of_name(kind, &name.to_lowercase())
+            .await
+            .ok()
+            .flatten();
+        match holder {
+            Some(h) if h.deleted_at.is_some() => ScimError::conflict_uniqueness(format!(
+                "userName {name:?} is held by the soft-deleted user {} (deleted {}); restore it \
+                 (POST /api/v1/deleted-users/{}/restore) or purge it \
+                 (DELETE /api/v1/deleted-users/{})",
+                h.id,
+                super::rfc3339(h.deleted_at.unwrap_or_default()),
+                h.id,
+                h.id
+            )),
+            Some(h) => ScimError::conflict_uniqueness(format!(
+                "userName {name:?} is already used by user {}",
+                h.id
+            )),
+            None => ScimError::conflict_uniqueness(format!("userName {name:?} is already used")),
+        }
+    }
+
+    pub(crate) async fn hash(&self, password: &Secret) -> Result<Secret, ScimError> {
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || {
+            hash_password(password.expose(), &mut rand::thread_rng())
+        })
+        .await
+        .map_err(|e| ScimError::internal(format!("password hashing failed: {e}")))
+    }
+
+    /// Stores a new resource (already validated) and its password.
+    pub(crate) async fn insert(
+        &self,
+        kind: ResourceKind,
+        mut doc: Value,
+        password: Option<NewPassword>,
+        principal: &Principal,
+    ) -> Result<StoredResource, ScimError> {
+        let source = self.apply_sync_rules(kind, &mut doc, None, principal)?;
+        if let Some(doc) = doc.as_object_mut() {
+            doc.remove("entitlements");
+        }
+        let credential = match &password {
+            Some(p) => {
+                self.settings()
+                    .await
+                    .map_err(|e| ScimError::invalid_value(e.message))?
+                    .password_policy
+                    .check(p.password.expose())
+                    .map_err(|e| ScimError::invalid_value(e.message))?;
+                Some(Credential {
+                    kind: ARGON2ID.into(),
+                    verifier: self.hash(&p.password).await?,
+                    must_change: p.must_change,
+                })
+            }
+            None => None,
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = self.now_ms();
+        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let write = resource_write(&id, kind, &source, &doc);
+        match tx.insert_resource(&write, now).await {
+            Ok(()) => {}
+            Err(e) if e.is_unique_violation() => {
+                drop(tx);
+                return Err(self.uniqueness_error(kind, &doc).await);
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+        if let Some(credential) = &credential {
+            tx.set_credential(&id, credential, now)
+                .await
+                .map_err(store_err)?;
+        }
+        tx.audit(&AuditEntry {
+            at: now,
+            actor: &principal.actor(),
+            action: &format!("{}.create", kind.name().to_lowercase()),
+            target: &id,
+            outcome: "success",
+            detail: resource_label(kind, &doc),
+        })
+        .await
+        .map_err(store_err)?;
+        let stored = tx.resource(&id).await.map_err(store_err)?;
+        tx.commit().await.map_err(store_err)?;
+        stored.ok_or_else(|| not_found(kind, &id))
+    }
+
+    pub async fn scim_create(
+        &self,
+        kind: ResourceKind,
+        body: &Value,
+        principal: &Principal,
+    ) -> Result<Value, ScimError> {
+        let mut doc = validate_resource(kind, body)?;
+        let password = take_password(&mut doc).map(|p| NewPassword {
+            password: Secret::from(p),
+            must_change: false,
+        });
+        let stored = self.insert(kind, doc, password, principal).await?;
+        Ok(self.render(&stored))
+    }
+
+    /// A live resource of `kind`, or 404.
+    pub async fn live(&self, kind: ResourceKind, id: &str) -> Result<StoredResource, ScimError> {
+        match self.store.resource(id).await.map_err(store_err)? {
+            Some(r) if r.kind == kind && r.deleted_at.is_none() => Ok(r),
+            _ => Err(not_found(kind, id)),
+        }
+    }
+
+    pub async fn scim_get(&self, kind: ResourceKind, id: &str) -> Result<Value, ScimError> {
+        Ok(self.render(&self.live(kind, id).await?))
+    }
+
+    /// Loads a live resource inside a write transaction and checks `If-Match`.
+    async fn load_for_write(
+        tx: &mut Tx,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<StoredResource, ScimError> {
+        let old = match tx.resource(id).await.map_err(store_err)? {
+            Some(r) if r.kind == kind && r.deleted_at.is_none() => r,
+            _ => return Err(not_found(kind, id)),
+        };
+        if let Some(if_match) = if_match {
+            let current = idbridge_scim::etag(u64::try_from(old.version).unwrap_or(0));
+            if !if_match_satisfied(if_match, &current) {
+                return Err(ScimError::precondition_failed(format!(
+                    "{} {id} is at version {current}, not {if_match}",
+                    kind.name()
+                )));
+            }
+        }
+        Ok(old)
+    }
+
+    /// The common tail of PUT and PATCH: rules, password, version-checked write, audit.
+    async fn write_changed(
+        &self,
+        mut tx: Tx,
+        old: StoredResource,
+        mut doc: Value,
+        principal: &Principal,
+        action: &str,
+    ) -> Result<Value, ScimError> {
+        let kind = old.kind;
+        let source = self.apply_sync_rules(kind, &mut doc, Some(&old), principal)?;
+        let password = take_password(&mut doc).map(Secret::from);
+        if let Some(obj) = doc.as_object_mut() {
+            obj.remove("id");
+            obj.remove("meta");
+        }
+        Self::set_entitlements(&mut tx, &old.id, kind, &mut doc)
+            .await
+            .map_err(store_err)?;
+        let now = self.now_ms();
+        if let Some(password) = password {
+            self.settings()
+                .await
+                .map_err(|e| ScimError::invalid_value(e.message))?
+                .password_policy
+                .check(password.expose())
+                .map_err(|e| ScimError::invalid_value(e.message))?;
+            let credential = Credential {
+                kind: ARGON2ID.into(),
+                verifier: self.hash(&password).await?,
+                must_change: false,
+            };
+            tx.set_credential(&old.id, &credential, now)
+                .await
+                .map_err(store_err)?;
+            tx.end_sessions(&old.id).await.map_err(store_err)?;
+        }
+        let write = resource_write(&old.id, kind, &source, &doc);
+        match tx.update_resource(&write, old.version, now).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(ScimError::precondition_failed(format!(
+                    "{} {} changed while this request ran; read it again and retry",
+                    kind.name(),
+                    old.id
+                )))
+            }
+            Err(e) if e.is_unique_violation() => {
+                drop(tx);
+                return Err(self.uniqueness_error(kind, &doc).await);
+            }
+            Err(e) => return Err(store_err(e)),
+        }
+        tx.audit(&AuditEntry {
+            at: now,
+            actor: &principal.actor(),
+            action: &format!("{}.{action}", kind.name().to_lowercase()),
+            target: &old.id,
+            outcome: "success",
+            detail: resource_label(kind, &doc),
+        })
+        .await
+        .map_err(store_err)?;
+        let stored = tx.resource(&old.id).await.map_err(store_err)?;
+        tx.commit().await.map_err(store_err)?;
+        stored
+            .map(|s| self.render(&s))
+            .ok_or_else(|| not_found(kind, &old.id))
+    }
+
+    pub async fn scim_replace(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        principal: &Principal,
+    ) -> Result<Value, ScimError> {
+        let doc = validate_resource(kind, body)?;
+        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let old = Self::load_for_write(&mut tx, kind, id, if_match).await?;
+        self.write_changed(tx, old, doc, principal, "replace").await
+    }
+
+    pub async fn scim_patch(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        principal: &Principal,
+    ) -> Result<Value, ScimError> {
+        let patch = PatchRequest::parse(body)?;
+        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let old = Self::load_for_write(&mut tx, kind, id, if_match).await?;
+        let mut current = old.doc.clone();
+        if let Some(obj) = current.as_object_mut() {
+            obj.insert("id".into(), json!(old.id));
+        }
+        let doc = apply_patch(kind, &current, &patch)?;
+        self.write_changed(tx, old, doc, principal, "patch").await
+    }
+
+    /// Soft delete: the object leaves SCIM and sign-in but can be restored for the retention
+    /// period.
+    pub async fn scim_delete(
+        &self,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+        principal: &Principal,
+    ) -> Result<(), ScimError> {
+        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let old = Self::load_for_write(&mut tx, kind, id, if_match).await?;
+        let mut doc = old.doc.clone();
+        self.apply_sync_rules(kind, &mut doc, Some(&old), principal)?;
+        let now = self.now_ms();
+        tx.set_deleted(id, Some(now), now)
+            .await
+            .map_err(store_err)?;
+        tx.end_sessions(id).await.map_err(store_err)?;
+        tx.audit(&AuditEntry {
+            at: now,
+            actor: &principal.actor(),
+            action: &format!("{}.delete", kind.name().to_lowercase()),
+            target: id,
+            outcome: "success",
+            detail: resource_label(kind, &old.doc),
+        })
+        .await
+        .map_err(store_err)?;
+        tx.commit().await.map_err(store_err)
+    }
+
+    /// A list or search: filter, sort, page, project (RFC 7644 §3.4.2).
+    pub async fn scim_list(
+        &self,
+        kind: ResourceKind,
+        query: &ListQuery,
+    ) -> Result<Value, ScimError> {
+        if let Some(filter) = &query.filter {
+            filter.validate_for(kind)?;
+        }
+        let index = query.filter.as_ref().and_then(|f| f.as_indexable_eq());
+        let key;
+        let index = match index.as_ref().map(|(a, v)| (a.as_str(), v.as_str())) {
+            Some(("userName", v)) if kind == ResourceKind::User => {
+                key = v.to_lowercase();
+                Some(Index::NameKey(&key))
+            }
+            Some(("externalId", v)) => Some(Index::ExternalId(v)),
+            Some(("id", v)) => Some(Index::Id(v)),
+            _ => None,
+        };
+        let stored = self
+            .store
+            .live_resources(kind, index)
+            .await
+            .map_err(store_err)?;
+        let mut matched: Vec<Value> = stored
+            .iter()
+            .map(|r| self.render(r))
+            .filter(|r| {
+                query
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches_kind(kind, r))
+            })
+            .collect();
+        let max = self.config.limits.max_results;
+        if matched.len() > max && query.count.is_none_or(|c| c > max) {
+            return Err(ScimError::too_many(format!(
+                "{} resources match; page through them with startIndex and count (at most {max} \
+                 per page)",
+                matched.len()
+            )));
+        }
+        if let Some(sort_by) = &query.sort_by {
+            sort_resources(kind, &mut matched, sort_by, query.sort_order);
+        }
+        let total = matched.len();
+        let range = query.page_range(total);
+        let page: Vec<Value> = matched
+            .drain(range)
+            .map(|r| project(kind, &r, &query.attributes, &query.excluded_attributes))
+            .collect();
+        Ok(list_response(total, query.start_index, page))
+    }
+}
+
+/// What the audit log says about an object: its userName or displayName, never a secret.
+pub(crate) fn resource_label(kind: ResourceKind, doc: &Value) -> &str {
+    let key = match kind {
+        ResourceKind::User => "userName",
+        ResourceKind::Group => "displayName",
+    };
+    doc.get(key).and_then(Value::as_str).unwrap_or("")
+}

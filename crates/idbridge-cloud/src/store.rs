@@ -1,0 +1,751 @@
+//! Persistence on SQLite (WAL, in the data directory) or PostgreSQL, through sqlx's `Any`
+//! driver so one set of queries serves both; only the migrations differ per backend.
+//!
+//! SQLite allows one writer: write transactions take a process-wide lock first, so two
+//! requests never both upgrade a read lock and fail with "database is locked".
+
+use std::sync::Arc;
+
+use idbridge_core::Secret;
+use idbridge_scim::ResourceKind;
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+const SQLITE_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the stored row {id} is corrupt: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("unsupported database URL (expected sqlite://... or postgres://...)")]
+    UnsupportedUrl,
+}
+
+impl StoreError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction (holding SQLite's writer lock for its lifetime).
+pub struct Tx {
+    tx: Transaction<'static, Any>,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+/// A resource row: the canonical SCIM document (without `meta`) and its bookkeeping.
+#[derive(Clone, Debug)]
+pub struct StoredResource {
+    pub id: String,
+    pub kind: ResourceKind,
+    pub source: String,
+    pub doc: Value,
+    pub version: i64,
+    pub created_at: i64,
+    pub modified_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+/// Where a new or changed resource's indexed columns come from.
+pub struct ResourceWrite<'a> {
+    pub id: &'a str,
+    pub kind: ResourceKind,
+    pub name_key: Option<String>,
+    pub external_id: Option<&'a str>,
+    pub source: &'a str,
+    pub doc: &'a Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub kind: String,
+    pub verifier: Secret,
+    pub must_change: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SigninState {
+    pub failures: i64,
+    pub window_start: i64,
+    pub locked_until: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    pub scope: String,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// The columns a lookup may use instead of scanning every resource.
+#[derive(Clone, Copy, Debug)]
+pub enum Index<'a> {
+    Id(&'a str),
+    NameKey(&'a str),
+    ExternalId(&'a str),
+}
+
+const RESOURCE_COLUMNS: &str =
+    "id, kind, source, doc, version, created_at, modified_at, deleted_at";
+
+fn kind_str(kind: ResourceKind) -> &'static str {
+    kind.name()
+}
+
+fn parse_resource(row: &AnyRow) -> Result<StoredResource, StoreError> {
+    let id: String = row.try_get("id")?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        id: id.clone(),
+        reason,
+    };
+    let kind: String = row.try_get("kind")?;
+    let kind = ResourceKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.name() == kind)
+        .ok_or_else(|| corrupt(format!("unknown kind {kind:?}")))?;
+    let doc: String = row.try_get("doc")?;
+    let doc = serde_json::from_str(&doc).map_err(|e| corrupt(e.to_string()))?;
+    Ok(StoredResource {
+        id: id.clone(),
+        kind,
+        source: row.try_get("source")?,
+        doc,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        modified_at: row.try_get("modified_at")?,
+        deleted_at: row.try_get("deleted_at")?,
+    })
+}
+
+async fn fetch_resource<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    id: &str,
+) -> Result<Option<StoredResource>, StoreError> {
+    let sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE id = $1");
+    let row = sqlx::query(&sql).bind(id).fetch_optional(e).await?;
+    row.as_ref().map(parse_resource).transpose()
+}
+
+impl Store {
+    /// Connects, and creates or upgrades the schema.
+    pub async fn open(url: &Secret) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = url.expose();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let options = AnyPoolOptions::new().max_connections(match backend {
+            Backend::Sqlite => 4,
+            Backend::Postgres => 16,
+        });
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options.connect(url).await?;
+        let store = Self {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS idbridge_schema (version BIGINT NOT NULL)")
+            .execute(&mut *tx.tx)
+            .await?;
+        let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM idbridge_schema")
+            .fetch_one(&mut *tx.tx)
+            .await?
+            .try_get("v")?;
+        let migrations = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        for (version, sql) in migrations {
+            if current.is_some_and(|c| c >= *version) {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(&mut *tx.tx).await?;
+            sqlx::query("INSERT INTO idbridge_schema (version) VALUES ($1)")
+                .bind(*version)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let writer = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(Tx {
+            tx: self.pool.begin().await?,
+            _writer: writer,
+        })
+    }
+
+    pub async fn resource(&self, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        fetch_resource(&self.pool, id).await
+    }
+
+    /// Live (not soft-deleted) resources of `kind`, optionally narrowed by an indexed column.
+    pub async fn live_resources(
+        &self,
+        kind: ResourceKind,
+        index: Option<Index<'_>>,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let (clause, value) = match index {
+            None => ("", None),
+            Some(Index::Id(v)) => (" AND id = $2", Some(v)),
+            Some(Index::NameKey(v)) => (" AND name_key = $2", Some(v)),
+            Some(Index::ExternalId(v)) => (" AND external_id = $2", Some(v)),
+        };
+        let sql = format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources \
+             WHERE kind = $1 AND deleted_at IS NULL{clause} ORDER BY created_at, id"
+        );
+        let mut query = sqlx::query(&sql).bind(kind_str(kind));
+        if let Some(v) = value {
+            query = query.bind(v);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(parse_resource).collect()
+    }
+
+    /// The resource (live or soft-deleted) holding a userName, for uniqueness messages.
+    pub async fn holder_of_name(
+        &self,
+        kind: ResourceKind,
+        name_key: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let sql =
+            format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND name_key = $2");
+        let row = sqlx::query(&sql)
+            .bind(kind_str(kind))
+            .bind(name_key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(parse_resource).transpose()
+    }
+
+    pub async fn deleted_resources(
+        &self,
+        kind: ResourceKind,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let sql = format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources \
+             WHERE kind = $1 AND deleted_at IS NOT NULL ORDER BY deleted_at, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(kind_str(kind))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(parse_resource).collect()
+    }
+
+    /// Soft-deleted resources whose retention ended before `cutoff`.
+    pub async fn expired_deleted(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT id FROM resources WHERE deleted_at < $1")
+            .bind(cutoff)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(StoreError::from))
+            .collect()
+    }
+
+    pub async fn credential(&self, user_id: &str) -> Result<Option<Credential>, StoreError> {
+        let row =
+            sqlx::query("SELECT kind, verifier, must_change FROM credentials WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| {
+            Ok(Credential {
+                kind: r.try_get("kind")?,
+                verifier: Secret::new(r.try_get::<String, _>("verifier")?),
+                must_change: r.try_get::<i64, _>("must_change")? != 0,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn signin_state(&self, user_id: &str) -> Result<SigninState, StoreError> {
+        let row = sqlx::query(
+            "SELECT failures, window_start, locked_until FROM signin_state WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => SigninState {
+                failures: r.try_get("failures")?,
+                window_start: r.try_get("window_start")?,
+                locked_until: r.try_get("locked_until")?,
+            },
+            None => SigninState::default(),
+        })
+    }
+
+    pub async fn licenses_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT sku FROM licenses WHERE user_id = $1 ORDER BY sku")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("sku").map_err(StoreError::from))
+            .collect()
+    }
+
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, scope FROM tokens WHERE hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(TokenRecord {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                scope: r.try_get("scope")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The user and purpose of a live session token.
+    pub async fn session(
+        &self,
+        hash: &str,
+        now: i64,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id, purpose FROM sessions WHERE hash = $1 AND expires_at > $2",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("user_id")?, r.try_get("purpose")?)))
+            .transpose()
+    }
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get("value").map_err(StoreError::from))
+            .transpose()
+    }
+
+    /// Newest first; `before` pages backwards by sequence number.
+    pub async fn audit(
+        &self,
+        limit: i64,
+        before: Option<i64>,
+        action_prefix: Option<&str>,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, target, outcome, detail FROM audit \
+             WHERE seq < $1 AND action LIKE $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(format!("{}%", action_prefix.unwrap_or("")))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    seq: r.try_get("seq")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    outcome: r.try_get("outcome")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Audit entries outside a transaction (sign-in failures, refused requests).
+    pub async fn record_audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
+        insert_audit(&self.pool, entry).await
+    }
+}
+
+/// One audit record; never carries a secret.
+pub struct AuditEntry<'a> {
+    pub at: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub outcome: &'a str,
+    pub detail: &'a str,
+}
+
+async fn insert_audit<'e, E: Executor<'e, Database = Any>>(
+    e: E,
+    entry: &AuditEntry<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, target, outcome, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(entry.at)
+    .bind(entry.actor)
+    .bind(entry.action)
+    .bind(entry.target)
+    .bind(entry.outcome)
+    .bind(entry.detail)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn resource(&mut self, id: &str) -> Result<Option<StoredResource>, StoreError> {
+        fetch_resource(&mut *self.tx, id).await
+    }
+
+    pub async fn insert_resource(
+        &mut self,
+        w: &ResourceWrite<'_>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO resources \
+             (id, kind, name_key, external_id, source, doc, version, created_at, modified_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+        )
+        .bind(w.id)
+        .bind(kind_str(w.kind))
+        .bind(w.name_key.as_deref())
+        .bind(w.external_id)
+        .bind(w.source)
+        .bind(w.doc.to_string())
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces a resource if it is still at `version`; false if someone else won the race.
+    pub async fn update_resource(
+        &mut self,
+        w: &ResourceWrite<'_>,
+        version: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE resources SET name_key = $1, external_id = $2, source = $3, doc = $4, \
+             version = version + 1, modified_at = $5 WHERE id = $6 AND version = $7",
+        )
+        .bind(w.name_key.as_deref())
+        .bind(w.external_id)
+        .bind(w.source)
+        .bind(w.doc.to_string())
+        .bind(now)
+        .bind(w.id)
+        .bind(version)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets or clears `deleted_at` (soft delete and restore); bumps the version.
+    pub async fn set_deleted(
+        &mut self,
+        id: &str,
+        deleted_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE resources SET deleted_at = $1, version = version + 1, modified_at = $2 \
+             WHERE id = $3",
+        )
+        .bind(deleted_at)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes a resource and everything hanging off it.
+    pub async fn purge(&mut self, id: &str) -> Result<bool, StoreError> {
+        for table in ["credentials", "signin_state", "licenses", "sessions"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        let done = sqlx::query("DELETE FROM resources WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Groups (live or deleted) whose `members` mention `member_id`; a cheap pre-filter on the
+    /// JSON text, confirmed by the caller.
+    pub async fn groups_mentioning(
+        &mut self,
+        member_id: &str,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let sql =
+            format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND doc LIKE $2");
+        let rows = sqlx::query(&sql)
+            .bind(kind_str(ResourceKind::Group))
+            .bind(format!("%\"{member_id}\"%"))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(parse_resource).collect()
+    }
+
+    pub async fn set_credential(
+        &mut self,
+        user_id: &str,
+        credential: &Credential,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO credentials (user_id, kind, verifier, must_change, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
+             kind = excluded.kind, verifier = excluded.verifier, \
+             must_change = excluded.must_change, updated_at = excluded.updated_at",
+        )
+        .bind(user_id)
+        .bind(&credential.kind)
+        .bind(credential.verifier.expose())
+        .bind(i64::from(credential.must_change))
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_signin_state(
+        &mut self,
+        user_id: &str,
+        state: SigninState,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signin_state (user_id, failures, window_start, locked_until) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO UPDATE SET \
+             failures = excluded.failures, window_start = excluded.window_start, \
+             locked_until = excluded.locked_until",
+        )
+        .bind(user_id)
+        .bind(state.failures)
+        .bind(state.window_start)
+        .bind(state.locked_until)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Makes the SKU table match the configuration (seat counts may change between starts).
+    pub async fn sync_skus(&mut self, skus: &[(String, i64)]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM skus")
+            .execute(&mut *self.tx)
+            .await?;
+        for (sku, seats) in skus {
+            sqlx::query("INSERT INTO skus (sku, seats) VALUES ($1, $2)")
+                .bind(sku)
+                .bind(*seats)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Seats of a SKU (`None`: no such SKU) and how many are assigned. On PostgreSQL the SKU
+    /// row stays locked until commit so concurrent assignments cannot oversubscribe it.
+    pub async fn seats(
+        &mut self,
+        sku: &str,
+        backend: Backend,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let lock = match backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        let Some(row) = sqlx::query(&format!("SELECT seats FROM skus WHERE sku = $1{lock}"))
+            .bind(sku)
+            .fetch_optional(&mut *self.tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let used: i64 = sqlx::query("SELECT COUNT(*) AS n FROM licenses WHERE sku = $1")
+            .bind(sku)
+            .fetch_one(&mut *self.tx)
+            .await?
+            .try_get("n")?;
+        Ok(Some((row.try_get("seats")?, used)))
+    }
+
+    /// Adds a license; false if the user already had it.
+    pub async fn add_license(
+        &mut self,
+        user_id: &str,
+        sku: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO licenses (user_id, sku, assigned_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id, sku) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(sku)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn remove_license(&mut self, user_id: &str, sku: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM licenses WHERE user_id = $1 AND sku = $2")
+            .bind(user_id)
+            .bind(sku)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn licenses_of(&mut self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT sku FROM licenses WHERE user_id = $1 ORDER BY sku")
+            .bind(user_id)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("sku").map_err(StoreError::from))
+            .collect()
+    }
+
+    pub async fn insert_token(
+        &mut self,
+        record: &TokenRecord,
+        hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tokens (id, name, scope, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&record.id)
+        .bind(&record.name)
+        .bind(&record.scope)
+        .bind(hash)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_session(
+        &mut self,
+        hash: &str,
+        user_id: &str,
+        purpose: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (hash, user_id, purpose, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(user_id)
+        .bind(purpose)
+        .bind(expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every session of a user (after a password change or reset).
+    pub async fn end_sessions(&mut self, user_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn audit(&mut self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
+        insert_audit(&mut *self.tx, entry).await
+    }
+}

@@ -51,10 +51,16 @@ pub async fn open_directory(
 
 /// Opens everything and starts serving HTTPS; also purges expired soft-deleted objects hourly.
 pub async fn start(
-    config: CloudConfig,
+    mut config: CloudConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<RunningServer, ServeError> {
     let listen = config.server.listen;
+    let listener = std::net::TcpListener::bind(listen).map_err(|source| ServeError::Bind {
+        addr: listen,
+        source,
+    })?;
+    // With port 0 the system picks one; the URLs the server hands out must name it.
+    config.server.listen = listener.local_addr().map_err(ServeError::Io)?;
     let mut hosts = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -77,5 +83,5 @@ pub async fn start(
             }
         }
     });
-    http::start(directory, listen, &tls).await
+    http::start(directory, listener, &tls).await
 }

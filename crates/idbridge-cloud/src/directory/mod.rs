@@ -278,6 +278,11 @@ async fn purge_in(tx: &mut crate::store::Tx, id: &str) -> Result<(), StoreError>
         if let Some(members) = doc.get_mut("members").and_then(Value::as_array_mut) {
             members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id));
         }
+        if members_len(&doc) == 0 {
+            if let Some(obj) = doc.as_object_mut() {
+                obj.remove("members");
+            }
+        }
         if members_len(&doc) != before {
             let write = scim::resource_write(&group.id, ResourceKind::Group, &group.source, &doc);
             tx.update_resource(&write, group.version, group.modified_at)

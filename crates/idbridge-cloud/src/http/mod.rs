@@ -58,17 +58,12 @@ impl RunningServer {
     }
 }
 
-/// Binds `listen` (port 0 picks one) and serves HTTPS with the data directory's certificate.
+/// Serves HTTPS on a bound listener with the data directory's certificate.
 pub async fn start(
     directory: Arc<Directory>,
-    listen: SocketAddr,
+    listener: std::net::TcpListener,
     tls: &TlsFiles,
 ) -> Result<RunningServer, crate::ServeError> {
-    let listener =
-        std::net::TcpListener::bind(listen).map_err(|source| crate::ServeError::Bind {
-            addr: listen,
-            source,
-        })?;
     listener
         .set_nonblocking(true)
         .map_err(crate::ServeError::Io)?;

@@ -266,22 +266,6 @@ impl Store {
         rows.iter().map(parse_resource).collect()
     }
 
-    /// The resource (live or soft-deleted) holding a userName, for uniqueness messages.
-    pub async fn holder_of_name(
-        &self,
-        kind: ResourceKind,
-        name_key: &str,
-    ) -> Result<Option<StoredResource>, StoreError> {
-        let sql =
-            format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND name_key = $2");
-        let row = sqlx::query(&sql)
-            .bind(kind_str(kind))
-            .bind(name_key)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(parse_resource).transpose()
-    }
-
     pub async fn deleted_resources(
         &self,
         kind: ResourceKind,
@@ -468,6 +452,42 @@ impl Tx {
 
     pub async fn resource(&mut self, id: &str) -> Result<Option<StoredResource>, StoreError> {
         fetch_resource(&mut *self.tx, id).await
+    }
+
+    /// Savepoints let one statement fail (a uniqueness violation, one Bulk operation) without
+    /// losing the transaction: PostgreSQL aborts the whole transaction otherwise.
+    pub async fn savepoint(&mut self, name: &str) -> Result<(), StoreError> {
+        self.exec(&format!("SAVEPOINT {name}")).await
+    }
+
+    pub async fn release(&mut self, name: &str) -> Result<(), StoreError> {
+        self.exec(&format!("RELEASE SAVEPOINT {name}")).await
+    }
+
+    pub async fn rollback_to(&mut self, name: &str) -> Result<(), StoreError> {
+        self.exec(&format!("ROLLBACK TO SAVEPOINT {name}")).await?;
+        self.release(name).await
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<(), StoreError> {
+        sqlx::query(sql).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
+    /// The resource (live or soft-deleted) holding a userName, for uniqueness messages.
+    pub async fn holder_of_name(
+        &mut self,
+        kind: ResourceKind,
+        name_key: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let sql =
+            format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE kind = $1 AND name_key = $2");
+        let row = sqlx::query(&sql)
+            .bind(kind_str(kind))
+            .bind(name_key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(parse_resource).transpose()
     }
 
     pub async fn insert_resource(

@@ -4,7 +4,8 @@
 mod admin;
 mod scim;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use idbridge_core::{Clock, Secret};
 use idbridge_scim::{etag, ResourceKind, ScimError, SYNC_GROUP_SCHEMA, SYNC_USER_SCHEMA};
@@ -87,11 +88,17 @@ pub const CLOUD: &str = "cloud";
 
 const SETTINGS_KEY: &str = "tenant";
 
+/// How long a verified API token is trusted without asking the store again.
+const TOKEN_CACHE_MS: i64 = 30_000;
+const TOKEN_CACHE_MAX: usize = 10_000;
+
 #[derive(Clone)]
 pub struct Directory {
     store: Store,
     clock: Arc<dyn Clock>,
     config: Arc<CloudConfig>,
+    /// token hash -> (principal, when it was looked up): saves a query on every SCIM request.
+    token_cache: Arc<Mutex<HashMap<String, (Principal, i64)>>>,
 }
 
 impl Directory {
@@ -113,6 +120,7 @@ impl Directory {
             store,
             clock,
             config,
+            token_cache: Arc::default(),
         })
     }
 
@@ -173,12 +181,29 @@ impl Directory {
                 change_only: purpose == admin::PURPOSE_PASSWORD_CHANGE,
             }));
         }
-        Ok(self
+        let now = self.now_ms();
+        if let Some((principal, at)) = self.cached_token(&hash) {
+            if now - at < TOKEN_CACHE_MS {
+                return Ok(Some(principal));
+            }
+        }
+        let principal = self
             .store
             .token_by_hash(&hash)
             .await?
             .and_then(|t| Some((t.name, Scope::parse(&t.scope)?)))
-            .map(|(name, scope)| Principal::Token { name, scope }))
+            .map(|(name, scope)| Principal::Token { name, scope });
+        if let (Some(p), Ok(mut cache)) = (&principal, self.token_cache.lock()) {
+            if cache.len() >= TOKEN_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(hash, (p.clone(), now));
+        }
+        Ok(principal)
+    }
+
+    fn cached_token(&self, hash: &str) -> Option<(Principal, i64)> {
+        self.token_cache.lock().ok()?.get(hash).cloned()
     }
 
     pub async fn settings(&self) -> Result<TenantSettings, ApiError> {

@@ -1,9 +1,12 @@
 //! SCIM resource lifecycle: create, read, replace, patch, soft delete, list.
 
 use idbridge_core::Secret;
+use std::collections::HashMap;
+
 use idbridge_scim::{
-    apply_patch, if_match_satisfied, list_response, project, sort_resources, take_password,
-    validate_resource, ListQuery, PatchRequest, ResourceKind, ScimError,
+    apply_patch, bulk_operation_result, bulk_response, if_match_satisfied, list_response,
+    parse_bulk_path, project, resolve_bulk_ids, sort_resources, take_password, validate_resource,
+    BulkMethod, BulkOperation, BulkRequest, ListQuery, PatchRequest, ResourceKind, ScimError,
 };
 use serde_json::{json, Map, Value};
 
@@ -12,6 +15,14 @@ use super::{
 };
 use crate::secrets::{hash_password, ARGON2ID};
 use crate::store::{AuditEntry, Credential, Index, ResourceWrite, StoreError, StoredResource, Tx};
+
+/// A new resource ready to be written: rules applied, password hashed.
+pub(crate) struct Prepared {
+    kind: ResourceKind,
+    doc: Value,
+    source: String,
+    credential: Option<Credential>,
+}
 
 /// A password that arrived with a resource, to be hashed and stored beside it.
 pub(crate) struct NewPassword {
@@ -139,10 +150,9 @@ impl Directory {
     }
 
     /// A 409 `uniqueness` that names who holds the userName, soft-deleted or not.
-    async fn uniqueness_error(&self, kind: ResourceKind, doc: &Value) -> ScimError {
+    async fn uniqueness_error(tx: &mut Tx, kind: ResourceKind, doc: &Value) -> ScimError {
         let name = user_name(doc);
-        let holder = self
-            .store
+        let holder = tx
             .holder_of_name(kind, &name.to_lowercase())
             .await
             .ok()
@@ -174,14 +184,14 @@ impl Directory {
         .map_err(|e| ScimError::internal(format!("password hashing failed: {e}")))
     }
 
-    /// Stores a new resource (already validated) and its password.
-    pub(crate) async fn insert(
+    /// Everything about a new resource that needs no transaction (rules, policy, hashing).
+    pub(crate) async fn prepare(
         &self,
         kind: ResourceKind,
         mut doc: Value,
         password: Option<NewPassword>,
         principal: &Principal,
-    ) -> Result<StoredResource, ScimError> {
+    ) -> Result<Prepared, ScimError> {
         let source = self.apply_sync_rules(kind, &mut doc, None, principal)?;
         if let Some(doc) = doc.as_object_mut() {
             doc.remove("entitlements");
@@ -202,18 +212,61 @@ impl Directory {
             }
             None => None,
         };
+        Ok(Prepared {
+            kind,
+            doc,
+            source,
+            credential,
+        })
+    }
+
+    /// Writes a resource row inside a savepoint, so that a uniqueness violation leaves the
+    /// transaction usable and can be explained. `expected_version: None` inserts.
+    async fn write_row(
+        tx: &mut Tx,
+        write: &ResourceWrite<'_>,
+        expected_version: Option<i64>,
+        now: i64,
+    ) -> Result<(), ScimError> {
+        tx.savepoint("row_write").await.map_err(store_err)?;
+        let written = match expected_version {
+            None => tx.insert_resource(write, now).await.map(|()| true),
+            Some(version) => tx.update_resource(write, version, now).await,
+        };
+        match written {
+            Ok(true) => tx.release("row_write").await.map_err(store_err),
+            Ok(false) => {
+                tx.release("row_write").await.map_err(store_err)?;
+                Err(ScimError::precondition_failed(format!(
+                    "{} {} changed while this request ran; read it again and retry",
+                    write.kind.name(),
+                    write.id
+                )))
+            }
+            Err(e) if e.is_unique_violation() => {
+                tx.rollback_to("row_write").await.map_err(store_err)?;
+                Err(Self::uniqueness_error(tx, write.kind, write.doc).await)
+            }
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    /// Stores a prepared resource and its password in `tx`.
+    pub(crate) async fn insert_in(
+        &self,
+        tx: &mut Tx,
+        prepared: Prepared,
+        principal: &Principal,
+    ) -> Result<StoredResource, ScimError> {
+        let Prepared {
+            kind,
+            doc,
+            source,
+            credential,
+        } = prepared;
         let id = uuid::Uuid::new_v4().to_string();
         let now = self.now_ms();
-        let mut tx = self.store.begin().await.map_err(store_err)?;
-        let write = resource_write(&id, kind, &source, &doc);
-        match tx.insert_resource(&write, now).await {
-            Ok(()) => {}
-            Err(e) if e.is_unique_violation() => {
-                drop(tx);
-                return Err(self.uniqueness_error(kind, &doc).await);
-            }
-            Err(e) => return Err(store_err(e)),
-        }
+        Self::write_row(tx, &resource_write(&id, kind, &source, &doc), None, now).await?;
         if let Some(credential) = &credential {
             tx.set_credential(&id, credential, now)
                 .await
@@ -229,9 +282,32 @@ impl Directory {
         })
         .await
         .map_err(store_err)?;
-        let stored = tx.resource(&id).await.map_err(store_err)?;
+        // What was just written, without reading it back.
+        Ok(StoredResource {
+            id,
+            kind,
+            source,
+            doc,
+            version: 1,
+            created_at: now,
+            modified_at: now,
+            deleted_at: None,
+        })
+    }
+
+    /// Validates, prepares and stores a new resource in its own transaction.
+    pub(crate) async fn insert(
+        &self,
+        kind: ResourceKind,
+        doc: Value,
+        password: Option<NewPassword>,
+        principal: &Principal,
+    ) -> Result<StoredResource, ScimError> {
+        let prepared = self.prepare(kind, doc, password, principal).await?;
+        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let stored = self.insert_in(&mut tx, prepared, principal).await?;
         tx.commit().await.map_err(store_err)?;
-        stored.ok_or_else(|| not_found(kind, &id))
+        Ok(stored)
     }
 
     pub async fn scim_create(
@@ -287,7 +363,7 @@ impl Directory {
     /// The common tail of PUT and PATCH: rules, password, version-checked write, audit.
     async fn write_changed(
         &self,
-        mut tx: Tx,
+        tx: &mut Tx,
         old: StoredResource,
         mut doc: Value,
         principal: &Principal,
@@ -300,7 +376,7 @@ impl Directory {
             obj.remove("id");
             obj.remove("meta");
         }
-        Self::set_entitlements(&mut tx, &old.id, kind, &mut doc)
+        Self::set_entitlements(tx, &old.id, kind, &mut doc)
             .await
             .map_err(store_err)?;
         let now = self.now_ms();
@@ -322,21 +398,7 @@ impl Directory {
             tx.end_sessions(&old.id).await.map_err(store_err)?;
         }
         let write = resource_write(&old.id, kind, &source, &doc);
-        match tx.update_resource(&write, old.version, now).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(ScimError::precondition_failed(format!(
-                    "{} {} changed while this request ran; read it again and retry",
-                    kind.name(),
-                    old.id
-                )))
-            }
-            Err(e) if e.is_unique_violation() => {
-                drop(tx);
-                return Err(self.uniqueness_error(kind, &doc).await);
-            }
-            Err(e) => return Err(store_err(e)),
-        }
+        Self::write_row(tx, &write, Some(old.version), now).await?;
         tx.audit(&AuditEntry {
             at: now,
             actor: &principal.actor(),
@@ -347,11 +409,13 @@ impl Directory {
         })
         .await
         .map_err(store_err)?;
-        let stored = tx.resource(&old.id).await.map_err(store_err)?;
-        tx.commit().await.map_err(store_err)?;
-        stored
-            .map(|s| self.render(&s))
-            .ok_or_else(|| not_found(kind, &old.id))
+        Ok(self.render(&StoredResource {
+            version: old.version + 1,
+            modified_at: now,
+            source,
+            doc,
+            ..old
+        }))
     }
 
     pub async fn scim_replace(
@@ -362,9 +426,25 @@ impl Directory {
         if_match: Option<&str>,
         principal: &Principal,
     ) -> Result<Value, ScimError> {
-        let doc = validate_resource(kind, body)?;
         let mut tx = self.store.begin().await.map_err(store_err)?;
-        let old = Self::load_for_write(&mut tx, kind, id, if_match).await?;
+        let replaced = self
+            .replace_in(&mut tx, kind, id, body, if_match, principal)
+            .await?;
+        tx.commit().await.map_err(store_err)?;
+        Ok(replaced)
+    }
+
+    async fn replace_in(
+        &self,
+        tx: &mut Tx,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        principal: &Principal,
+    ) -> Result<Value, ScimError> {
+        let doc = validate_resource(kind, body)?;
+        let old = Self::load_for_write(tx, kind, id, if_match).await?;
         self.write_changed(tx, old, doc, principal, "replace").await
     }
 
@@ -376,9 +456,25 @@ impl Directory {
         if_match: Option<&str>,
         principal: &Principal,
     ) -> Result<Value, ScimError> {
-        let patch = PatchRequest::parse(body)?;
         let mut tx = self.store.begin().await.map_err(store_err)?;
-        let old = Self::load_for_write(&mut tx, kind, id, if_match).await?;
+        let patched = self
+            .patch_in(&mut tx, kind, id, body, if_match, principal)
+            .await?;
+        tx.commit().await.map_err(store_err)?;
+        Ok(patched)
+    }
+
+    async fn patch_in(
+        &self,
+        tx: &mut Tx,
+        kind: ResourceKind,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        principal: &Principal,
+    ) -> Result<Value, ScimError> {
+        let patch = PatchRequest::parse(body)?;
+        let old = Self::load_for_write(tx, kind, id, if_match).await?;
         let mut current = old.doc.clone();
         if let Some(obj) = current.as_object_mut() {
             obj.insert("id".into(), json!(old.id));
@@ -397,7 +493,20 @@ impl Directory {
         principal: &Principal,
     ) -> Result<(), ScimError> {
         let mut tx = self.store.begin().await.map_err(store_err)?;
-        let old = Self::load_for_write(&mut tx, kind, id, if_match).await?;
+        self.delete_in(&mut tx, kind, id, if_match, principal)
+            .await?;
+        tx.commit().await.map_err(store_err)
+    }
+
+    async fn delete_in(
+        &self,
+        tx: &mut Tx,
+        kind: ResourceKind,
+        id: &str,
+        if_match: Option<&str>,
+        principal: &Principal,
+    ) -> Result<(), ScimError> {
+        let old = Self::load_for_write(tx, kind, id, if_match).await?;
         let mut doc = old.doc.clone();
         self.apply_sync_rules(kind, &mut doc, Some(&old), principal)?;
         let now = self.now_ms();
@@ -414,8 +523,107 @@ impl Directory {
             detail: resource_label(kind, &old.doc),
         })
         .await
-        .map_err(store_err)?;
-        tx.commit().await.map_err(store_err)
+        .map_err(store_err)
+    }
+
+    /// A Bulk request (RFC 7644 §3.7) in one transaction, each operation in its own savepoint:
+    /// a failed operation changes nothing and the others stand. `bulkId` references resolve to
+    /// the ids of resources created earlier in the request.
+    pub async fn scim_bulk(
+        &self,
+        request: &BulkRequest,
+        principal: &Principal,
+    ) -> Result<Value, ScimError> {
+        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let mut resolved: HashMap<String, String> = HashMap::new();
+        let mut results = Vec::with_capacity(request.operations.len());
+        let mut errors = 0;
+        for op in &request.operations {
+            if request.fail_on_errors.is_some_and(|max| errors >= max) {
+                break;
+            }
+            tx.savepoint("bulk_op").await.map_err(store_err)?;
+            let outcome = self.bulk_one(&mut tx, principal, op, &mut resolved).await;
+            let result = match outcome {
+                Ok((status, resource)) => {
+                    tx.release("bulk_op").await.map_err(store_err)?;
+                    let meta = resource.as_ref().and_then(|r| r.get("meta"));
+                    let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
+                    bulk_operation_result(op, field("location"), field("version"), status, None)
+                }
+                Err(e) => {
+                    tx.rollback_to("bulk_op").await.map_err(store_err)?;
+                    errors += 1;
+                    bulk_operation_result(op, None, None, e.status, Some(&e))
+                }
+            };
+            results.push(result);
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(bulk_response(results))
+    }
+
+    async fn bulk_one(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        op: &BulkOperation,
+        resolved: &mut HashMap<String, String>,
+    ) -> Result<(u16, Option<Value>), ScimError> {
+        let (kind, id) = parse_bulk_path(&op.path)?;
+        let id = match id {
+            Some(id) => Some(match id.strip_prefix("bulkId:") {
+                Some(name) => resolved
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| ScimError::unresolved_bulk_id(name))?,
+                None => id,
+            }),
+            None => None,
+        };
+        let mut data = op.data.clone().unwrap_or(Value::Null);
+        resolve_bulk_ids(&mut data, resolved)
+            .map_err(|name| ScimError::unresolved_bulk_id(&name))?;
+        let version = op.version.as_deref();
+        let id = || {
+            id.clone().ok_or_else(|| {
+                ScimError::invalid_value(format!(
+                    "{} needs /{{id}} in its path",
+                    op.method.as_str()
+                ))
+            })
+        };
+        match op.method {
+            BulkMethod::Post => {
+                let mut doc = validate_resource(kind, &data)?;
+                let password = take_password(&mut doc).map(|p| NewPassword {
+                    password: Secret::from(p),
+                    must_change: false,
+                });
+                let prepared = self.prepare(kind, doc, password, principal).await?;
+                let created = self.render(&self.insert_in(tx, prepared, principal).await?);
+                if let (Some(bulk_id), Some(id)) =
+                    (&op.bulk_id, created.get("id").and_then(Value::as_str))
+                {
+                    resolved.insert(bulk_id.clone(), id.to_owned());
+                }
+                Ok((201, Some(created)))
+            }
+            BulkMethod::Put => {
+                let id = id()?;
+                let replaced = self.replace_in(tx, kind, &id, &data, version, principal);
+                Ok((200, Some(replaced.await?)))
+            }
+            BulkMethod::Patch => {
+                let id = id()?;
+                let patched = self.patch_in(tx, kind, &id, &data, version, principal);
+                Ok((200, Some(patched.await?)))
+            }
+            BulkMethod::Delete => {
+                self.delete_in(tx, kind, &id()?, version, principal).await?;
+                Ok((204, None))
+            }
+        }
     }
 
     /// A list or search: filter, sort, page, project (RFC 7644 §3.4.2).

@@ -10,14 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use idbridge_scim::{
-    bulk_operation_result, bulk_response, if_none_match_satisfied, parse_attribute_list,
-    parse_bulk_path, resolve_bulk_ids, resource_types_json, schemas_json,
-    service_provider_config_json, BulkMethod, BulkRequest, ListQuery, ResourceKind, ScimError,
+    if_none_match_satisfied, parse_attribute_list, resource_types_json, schemas_json,
+    service_provider_config_json, BulkRequest, ListQuery, ResourceKind, ScimError,
 };
 use serde_json::Value;
 
 use super::{authorize, json_response, parse_json, read_body, AppState, Denied};
-use crate::directory::{Principal, Scope};
+use crate::directory::Scope;
 
 const SCIM_JSON: &str = "application/scim+json";
 const READERS: &[Scope] = &[Scope::Admin, Scope::Sync, Scope::Read];
@@ -402,81 +401,6 @@ async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
     let principal = authorize(&state, &headers, WRITERS).await?;
     let body = body_json(&state, body).await?;
     let request = BulkRequest::parse(&body, state.directory.config().limits.max_bulk_operations)?;
-    let mut resolved: HashMap<String, String> = HashMap::new();
-    let mut results = Vec::with_capacity(request.operations.len());
-    let mut errors = 0;
-    for op in &request.operations {
-        if request.fail_on_errors.is_some_and(|max| errors >= max) {
-            break;
-        }
-        let outcome = bulk_one(&state, &principal, op, &mut resolved).await;
-        let result = match outcome {
-            Ok((status, resource)) => {
-                let meta = resource.as_ref().and_then(|r| r.get("meta"));
-                let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
-                bulk_operation_result(op, field("location"), field("version"), status, None)
-            }
-            Err(e) => {
-                errors += 1;
-                bulk_operation_result(op, None, None, e.status, Some(&e))
-            }
-        };
-        results.push(result);
-    }
-    Ok(json_response(200, SCIM_JSON, &bulk_response(results)))
-}
-
-async fn bulk_one(
-    state: &AppState,
-    principal: &Principal,
-    op: &idbridge_scim::BulkOperation,
-    resolved: &mut HashMap<String, String>,
-) -> Result<(u16, Option<Value>), ScimError> {
-    let (kind, id) = parse_bulk_path(&op.path)?;
-    let id = match id {
-        Some(id) => Some(match id.strip_prefix("bulkId:") {
-            Some(name) => resolved
-                .get(name)
-                .cloned()
-                .ok_or_else(|| ScimError::unresolved_bulk_id(name))?,
-            None => id,
-        }),
-        None => None,
-    };
-    let mut data = op.data.clone().unwrap_or(Value::Null);
-    resolve_bulk_ids(&mut data, resolved).map_err(|name| ScimError::unresolved_bulk_id(&name))?;
-    let d = &state.directory;
-    let version = op.version.as_deref();
-    let need_id =
-        || ScimError::invalid_value(format!("{} needs /{{id}} in its path", op.method.as_str()));
-    match op.method {
-        BulkMethod::Post => {
-            let created = d.scim_create(kind, &data, principal).await?;
-            if let (Some(bulk_id), Some(id)) =
-                (&op.bulk_id, created.get("id").and_then(Value::as_str))
-            {
-                resolved.insert(bulk_id.clone(), id.to_owned());
-            }
-            Ok((201, Some(created)))
-        }
-        BulkMethod::Put => {
-            let id = id.ok_or_else(need_id)?;
-            Ok((
-                200,
-                Some(d.scim_replace(kind, &id, &data, version, principal).await?),
-            ))
-        }
-        BulkMethod::Patch => {
-            let id = id.ok_or_else(need_id)?;
-            Ok((
-                200,
-                Some(d.scim_patch(kind, &id, &data, version, principal).await?),
-            ))
-        }
-        BulkMethod::Delete => {
-            let id = id.ok_or_else(need_id)?;
-            d.scim_delete(kind, &id, version, principal).await?;
-            Ok((204, None))
-        }
-    }
+    let reply = state.directory.scim_bulk(&request, &principal).await?;
+    Ok(json_response(200, SCIM_JSON, &reply))
 }

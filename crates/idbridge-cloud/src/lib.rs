@@ -24,7 +24,7 @@ pub use store::Store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    #[error("cannot listen on {addr} (is another process using the port?)")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
@@ -33,7 +33,7 @@ pub enum ServeError {
     Io(std::io::Error),
     #[error("TLS: {0}")]
     Tls(String),
-    #[error("storage: {0}")]
+    #[error(transparent)]
     Store(#[from] store::StoreError),
 }
 

@@ -20,12 +20,19 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] =
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Not a `#[source]`: the text is already in the message, and logs show only messages.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("the stored row {id} is corrupt: {reason}")]
     Corrupt { id: String, reason: String },
     #[error("unsupported database URL (expected sqlite://... or postgres://...)")]
     UnsupportedUrl,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
 }
 
 impl StoreError {

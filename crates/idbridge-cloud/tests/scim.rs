@@ -1,6 +1,6 @@
 //! SCIM 2.0 over real HTTPS, on SQLite and PostgreSQL.
 // Scenario functions run under macro-generated #[test]s, which clippy does not see as tests.
-#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 mod common;
 

@@ -44,7 +44,7 @@ fn is_schema_info(prefix: &[u8]) -> bool {
 }
 
 /// One up-to-dateness cursor: every change originated by `invocation_id` up to `usn` is known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UpToDateCursor {
     pub invocation_id: Uuid,
     pub usn: i64,
@@ -54,7 +54,7 @@ pub struct UpToDateCursor {
 ///
 /// It is only meaningful for the same DC (`source_invocation_id`): a DC that sees another
 /// invocation id starts over from USN 0.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Watermark {
     /// `uuidInvocIdSrc` of the DC that issued the watermark.
     pub source_invocation_id: Uuid,

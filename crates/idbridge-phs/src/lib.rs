@@ -6,4 +6,6 @@
 
 mod verifier;
 
-pub use verifier::{NtHash, PhsVerifier, VerifierError, DEFAULT_ITERATIONS, SALT_LEN};
+pub use verifier::{
+    NtHash, PhsVerifier, VerifierError, DEFAULT_ITERATIONS, MAX_ITERATIONS, SALT_LEN,
+};

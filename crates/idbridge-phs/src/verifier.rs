@@ -13,7 +13,7 @@ pub const DEFAULT_ITERATIONS: u32 = 1_000;
 /// Per-user random salt length in bytes.
 pub const SALT_LEN: usize = 10;
 /// Upper bound accepted when parsing, so a hostile stored value cannot make sign-in spin.
-const MAX_ITERATIONS: u32 = 1_000_000;
+pub const MAX_ITERATIONS: u32 = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifierError {

@@ -1,0 +1,160 @@
+//! `agent.toml`: versioned and strict; secrets are [`Secret`]s, redacted in `Debug`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use idbridge_core::Secret;
+use serde::Deserialize;
+
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub version: u32,
+    pub ad: AdConfig,
+    pub cloud: CloudConfig,
+    #[serde(default)]
+    pub phs: PhsConfig,
+    pub storage: StorageConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdConfig {
+    /// The DC replicated from (MS-DRSR over its RPC endpoint mapper, port 135).
+    pub dc_host: IpAddr,
+    /// The domain naming context, e.g. `DC=corp,DC=example,DC=com`.
+    pub base_dn: String,
+    /// The service account: needs only "Replicating Directory Changes" and "... All".
+    pub account: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudConfig {
+    /// The cloud directory's base URL (`https://...`).
+    pub url: String,
+    /// PEM file of the CA (or self-signed certificate) the cloud presents; absent: system roots.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// A `sync`-scope token.
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhsConfig {
+    pub enabled: bool,
+    pub interval_seconds: u64,
+    /// PBKDF2 iterations of each verifier; see docs/password-hash-sync.md for the choice.
+    pub iterations: u32,
+}
+
+impl Default for PhsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_seconds: 2,
+            iterations: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The agent's state (replication watermark, last runs).
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        if config.version != CONFIG_VERSION {
+            return Err(format!(
+                "version = {} is not supported; this idbridge reads version = {CONFIG_VERSION}",
+                config.version
+            ));
+        }
+        if !(1..=idbridge_phs::MAX_ITERATIONS).contains(&config.phs.iterations) {
+            return Err(format!(
+                "phs.iterations must be between 1 and {}",
+                idbridge_phs::MAX_ITERATIONS
+            ));
+        }
+        if config.phs.interval_seconds == 0 {
+            return Err("phs.interval_seconds must be at least 1".into());
+        }
+        if !config.cloud.url.starts_with("https://") {
+            return Err(format!(
+                "cloud.url must be https:// (secrets travel on it), not {:?}",
+                config.cloud.url
+            ));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+version = 1
+[ad]
+dc_host = "127.0.0.1"
+base_dn = "DC=lab,DC=test"
+account = "idbridge-sync@lab.test"
+password = "hunter2"
+[cloud]
+url = "https://127.0.0.1:8443"
+token = "idb_secret"
+[storage]
+data_dir = "/tmp/agent"
+"#;
+
+    #[test]
+    fn parses_with_defaults_and_redacts_secrets() {
+        let c = AgentConfig::parse(GOOD).unwrap();
+        assert_eq!(c.phs.iterations, 1000);
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("idb_secret"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = AgentConfig::parse(&GOOD.replace("https://", "http://")).unwrap_err();
+        assert!(e.contains("cloud.url"), "{e}");
+        let e = AgentConfig::parse(&format!("{GOOD}[phs]\niterations = 0\n")).unwrap_err();
+        assert!(e.contains("phs.iterations"), "{e}");
+        let e = AgentConfig::parse(&GOOD.replace("account", "acount")).unwrap_err();
+        assert!(e.contains("acount"), "{e}");
+    }
+}

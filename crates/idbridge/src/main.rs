@@ -1,5 +1,6 @@
 //! `idbridge`: one binary, one subcommand per part of the system.
 
+mod agent;
 mod cloud;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,12 @@ enum Command {
     /// The cloud directory: SCIM 2.0 tenant, admin API and sign-in.
     #[command(subcommand)]
     Cloud(cloud::CloudCommand),
+    /// The on-premises agent.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Password hash sync, by hand: a full re-send, one cycle, or the last cycle's status.
+    #[command(subcommand)]
+    Phs(agent::PhsCommand),
 }
 
 /// Errors end the process with the whole cause chain on one line and exit code 1; no backtrace,
@@ -50,6 +57,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Cloud(cmd) => cloud::run(cmd).await,
+            Command::Agent(cmd) => agent::run_agent(cmd).await,
+            Command::Phs(cmd) => agent::run_phs(cmd).await,
         }
     })
 }

@@ -1,0 +1,154 @@
+//! `idbridge agent ...` and `idbridge phs ...`: the on-premises agent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use idbridge_agent::cloud::CloudClient;
+use idbridge_agent::phs::{self, Mode, PhsState, PhsStatus};
+use idbridge_agent::state::StateFile;
+use idbridge_agent::AgentConfig;
+
+#[derive(Args)]
+pub struct ConfigArg {
+    /// The agent.toml to read.
+    #[arg(long, env = "IDBRIDGE_AGENT_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum AgentCommand {
+    /// Run the agent: password hash sync every `phs.interval_seconds` until stopped.
+    Run(#[command(flatten)] ConfigArg),
+}
+
+#[derive(Subcommand)]
+pub enum PhsCommand {
+    /// Replicate every hash again and re-send every verifier.
+    Full(#[command(flatten)] ConfigArg),
+    /// One delta cycle: only what changed since the last one.
+    Run(#[command(flatten)] ConfigArg),
+    /// The last cycle: when, counts, and per-user errors.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+struct Phs {
+    config: AgentConfig,
+    cloud: CloudClient,
+    state: StateFile<PhsState>,
+}
+
+impl Phs {
+    fn open(arg: ConfigArg) -> anyhow::Result<Self> {
+        let config = AgentConfig::load(&arg.config)?;
+        let cloud = CloudClient::new(&config.cloud)?;
+        let state = StateFile::new(&config.storage.data_dir, "phs.json");
+        Ok(Self {
+            config,
+            cloud,
+            state,
+        })
+    }
+
+    async fn cycle(&self, mode: Mode) -> anyhow::Result<PhsStatus> {
+        let status = phs::run_once(&self.config, &self.cloud, &self.state, mode, now)
+            .await
+            .context("password hash sync")?;
+        tracing::info!(
+            mode = status.mode,
+            replicated = status.replicated,
+            sent = status.sent,
+            not_joined = status.skipped_not_joined,
+            errors = status.errors.len(),
+            "password hash sync cycle"
+        );
+        for e in &status.errors {
+            tracing::warn!(
+                dn = e.dn,
+                object_guid = e.object_guid,
+                error = e.message,
+                "hash not synced"
+            );
+        }
+        Ok(status)
+    }
+}
+
+fn print_status(status: &PhsStatus) {
+    println!(
+        "last cycle   {} ({}), {} -> {}",
+        status.outcome, status.mode, status.started_at, status.finished_at
+    );
+    println!("replicated   {}", status.replicated);
+    println!("sent         {}", status.sent);
+    println!(
+        "skipped      {} not joined to a cloud user, {} without a password hash in this cycle, {} machine accounts",
+        status.skipped_not_joined, status.skipped_no_hash, status.skipped_machine
+    );
+    for e in &status.errors {
+        println!("error        {} ({}): {}", e.dn, e.object_guid, e.message);
+    }
+}
+
+pub async fn run_phs(cmd: PhsCommand) -> anyhow::Result<()> {
+    match cmd {
+        PhsCommand::Full(arg) => print_status(&Phs::open(arg)?.cycle(Mode::Full).await?),
+        PhsCommand::Run(arg) => print_status(&Phs::open(arg)?.cycle(Mode::Delta).await?),
+        PhsCommand::Status { config, json } => {
+            let phs = Phs::open(config)?;
+            let last = phs.state.load()?.last;
+            match (last, json) {
+                (Some(s), true) => println!("{}", serde_json::to_string_pretty(&s)?),
+                (None, true) => println!("null"),
+                (Some(s), false) => print_status(&s),
+                (None, false) => println!("no password hash sync cycle has run yet"),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
+    let AgentCommand::Run(arg) = cmd;
+    let phs = Phs::open(arg)?;
+    let interval = Duration::from_secs(phs.config.phs.interval_seconds);
+    let mut failures: u32 = 0;
+    tracing::info!(interval_s = interval.as_secs(), "agent running");
+    loop {
+        let wait = if !phs.config.phs.enabled {
+            interval
+        } else {
+            match phs.cycle(Mode::Delta).await {
+                Ok(_) => {
+                    failures = 0;
+                    interval
+                }
+                Err(e) => {
+                    // Back off up to a minute while the DC or the cloud is away.
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = format!("{e:#}"), "cycle failed; retrying");
+                    interval
+                        .saturating_mul(2u32.saturating_pow(failures.min(5)))
+                        .min(Duration::from_secs(60))
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}

@@ -17,6 +17,15 @@ pub struct AgentConfig {
     #[serde(default)]
     pub phs: PhsConfig,
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub status: StatusConfig,
+}
+
+/// The agent's local status endpoint (`GET /status`, JSON); loopback by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

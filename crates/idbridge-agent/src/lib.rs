@@ -22,3 +22,27 @@ pub enum AgentError {
     #[error("state file {path}: {message}")]
     State { path: PathBuf, message: String },
 }
+
+/// `GET /status` on the configured address: the last cycle of each part of the agent, as JSON.
+/// It reads the state files, so it shows what a restart would resume from.
+pub async fn serve_status(
+    listen: std::net::SocketAddr,
+    data_dir: PathBuf,
+) -> Result<(), std::io::Error> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let app = axum::Router::new().route(
+        "/status",
+        axum::routing::get(move || {
+            let data_dir = data_dir.clone();
+            async move {
+                let phs: state::StateFile<phs::PhsState> = state::StateFile::new(&data_dir, "phs.json");
+                let body = match phs.load() {
+                    Ok(s) => serde_json::json!({"phs": {"last": s.last, "has_watermark": s.watermark.is_some()}}),
+                    Err(e) => serde_json::json!({"phs": {"error": e.to_string()}}),
+                };
+                axum::Json(body)
+            }
+        }),
+    );
+    axum::serve(listener, app).await
+}

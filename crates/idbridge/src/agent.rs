@@ -67,6 +67,13 @@ impl Phs {
         let status = phs::run_once(&self.config, &self.cloud, &self.state, mode, now)
             .await
             .context("password hash sync")?;
+        if status.replicated == 0 && status.errors.is_empty() {
+            tracing::debug!(
+                mode = status.mode,
+                "password hash sync cycle: nothing changed"
+            );
+            return Ok(status);
+        }
         tracing::info!(
             mode = status.mode,
             replicated = status.replicated,
@@ -124,6 +131,14 @@ pub async fn run_phs(cmd: PhsCommand) -> anyhow::Result<()> {
 pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
     let AgentCommand::Run(arg) = cmd;
     let phs = Phs::open(arg)?;
+    if let Some(listen) = phs.config.status.listen {
+        let data_dir = phs.config.storage.data_dir.clone();
+        tokio::spawn(async move {
+            if let Err(e) = idbridge_agent::serve_status(listen, data_dir).await {
+                tracing::error!(error = %e, %listen, "the status endpoint stopped");
+            }
+        });
+    }
     let interval = Duration::from_secs(phs.config.phs.interval_seconds);
     let mut failures: u32 = 0;
     tracing::info!(interval_s = interval.as_secs(), "agent running");

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use idbridge_core::config::{self, ConfigError};
 use idbridge_core::Secret;
 use serde::Deserialize;
 
@@ -78,37 +79,14 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })
+        config::from_file(path, std::fs::read_to_string(path), Self::parse)
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        if config.version != CONFIG_VERSION {
-            return Err(format!(
-                "version = {} is not supported; this idbridge reads version = {CONFIG_VERSION}",
-                config.version
-            ));
-        }
+        config::check_version(config.version, CONFIG_VERSION)?;
         if !(1..=idbridge_phs::MAX_ITERATIONS).contains(&config.phs.iterations) {
             return Err(format!(
                 "phs.iterations must be between 1 and {}",

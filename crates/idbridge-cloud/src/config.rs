@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use idbridge_core::config::{self, ConfigError};
 use idbridge_core::Secret;
 use serde::Deserialize;
 
@@ -66,39 +67,16 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
-
 impl CloudConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })
+        config::from_file(path, std::fs::read_to_string(path), Self::parse)
     }
 
     /// Parses and checks a config; the message names the offending key (toml gives line and
     /// column).
     pub fn parse(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        if config.version != CONFIG_VERSION {
-            return Err(format!(
-                "version = {} is not supported; this idbridge reads version = {CONFIG_VERSION}",
-                config.version
-            ));
-        }
+        config::check_version(config.version, CONFIG_VERSION)?;
         for (i, sku) in config.licenses.iter().enumerate() {
             if sku.sku.trim().is_empty() || sku.seats < 0 {
                 return Err(format!(

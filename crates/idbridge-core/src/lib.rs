@@ -5,6 +5,7 @@
 
 mod attr;
 mod clock;
+pub mod config;
 mod dn;
 mod guid;
 mod secret;

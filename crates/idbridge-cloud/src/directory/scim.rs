@@ -220,6 +220,17 @@ impl Directory {
         })
     }
 
+    /// Runs `op` in a write transaction, committed only if it succeeds.
+    async fn in_transaction<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut Tx) -> Result<T, ScimError>,
+    ) -> Result<T, ScimError> {
+        let mut tx = self.store.begin().await.map_err(store_err)?;
+        let out = op(&mut tx).await?;
+        tx.commit().await.map_err(store_err)?;
+        Ok(out)
+    }
+
     /// Writes a resource row inside a savepoint, so that a uniqueness violation leaves the
     /// transaction usable and can be explained. `expected_version: None` inserts.
     async fn write_row(
@@ -304,10 +315,8 @@ impl Directory {
         principal: &Principal,
     ) -> Result<StoredResource, ScimError> {
         let prepared = self.prepare(kind, doc, password, principal).await?;
-        let mut tx = self.store.begin().await.map_err(store_err)?;
-        let stored = self.insert_in(&mut tx, prepared, principal).await?;
-        tx.commit().await.map_err(store_err)?;
-        Ok(stored)
+        self.in_transaction(async |tx| self.insert_in(tx, prepared, principal).await)
+            .await
     }
 
     pub async fn scim_create(
@@ -426,12 +435,11 @@ impl Directory {
         if_match: Option<&str>,
         principal: &Principal,
     ) -> Result<Value, ScimError> {
-        let mut tx = self.store.begin().await.map_err(store_err)?;
-        let replaced = self
-            .replace_in(&mut tx, kind, id, body, if_match, principal)
-            .await?;
-        tx.commit().await.map_err(store_err)?;
-        Ok(replaced)
+        self.in_transaction(async |tx| {
+            self.replace_in(tx, kind, id, body, if_match, principal)
+                .await
+        })
+        .await
     }
 
     async fn replace_in(
@@ -456,12 +464,8 @@ impl Directory {
         if_match: Option<&str>,
         principal: &Principal,
     ) -> Result<Value, ScimError> {
-        let mut tx = self.store.begin().await.map_err(store_err)?;
-        let patched = self
-            .patch_in(&mut tx, kind, id, body, if_match, principal)
-            .await?;
-        tx.commit().await.map_err(store_err)?;
-        Ok(patched)
+        self.in_transaction(async |tx| self.patch_in(tx, kind, id, body, if_match, principal).await)
+            .await
     }
 
     async fn patch_in(
@@ -492,10 +496,8 @@ impl Directory {
         if_match: Option<&str>,
         principal: &Principal,
     ) -> Result<(), ScimError> {
-        let mut tx = self.store.begin().await.map_err(store_err)?;
-        self.delete_in(&mut tx, kind, id, if_match, principal)
-            .await?;
-        tx.commit().await.map_err(store_err)
+        self.in_transaction(async |tx| self.delete_in(tx, kind, id, if_match, principal).await)
+            .await
     }
 
     async fn delete_in(

@@ -26,18 +26,13 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/signin", post(signin))
         .route("/me/password", post(change_own_password))
         .route("/users", get(list_users).post(create_user))
-        .route("/users/{id}", get(get_user).delete(delete_user))
+        .route("/users/{id}", get(get_user))
         .route("/users/{id}/licenses", post(assign_license))
         .route("/users/{id}/licenses/{sku}", delete(remove_license))
         .route("/users/{id}/password-reset", post(reset_password))
         .route("/sync/users/{id}/password-hash", put(set_password_hash))
-        .route("/deleted-users", get(deleted_users))
-        .route("/deleted-users/{id}/restore", post(restore_user))
-        .route("/deleted-users/{id}", delete(purge_user))
-        .route("/groups/{id}", delete(delete_group))
-        .route("/deleted-groups", get(deleted_groups))
-        .route("/deleted-groups/{id}/restore", post(restore_group))
-        .route("/deleted-groups/{id}", delete(purge_group))
+        .merge(soft_delete_routes(ResourceKind::User, "users"))
+        .merge(soft_delete_routes(ResourceKind::Group, "groups"))
         .route("/tenant/settings", get(get_settings).put(put_settings))
         .route("/audit", get(audit))
         .fallback(|| async { Failure(ApiError::not_found("no such API route")).into_response() })
@@ -182,14 +177,6 @@ async fn get_user(
     ok(StatusCode::OK, &state.directory.user_view(&user).await?)
 }
 
-async fn delete_user(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    soft_delete(&state, &headers, ResourceKind::User, &id).await
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LicenseRequest {
@@ -289,6 +276,42 @@ async fn set_password_hash(
 
 // ---- soft delete lifecycle ------------------------------------------------------------------
 
+/// `DELETE /{plural}/{id}`, `GET /deleted-{plural}`, `POST /deleted-{plural}/{id}/restore`,
+/// `DELETE /deleted-{plural}/{id}`: the same lifecycle for users and groups.
+fn soft_delete_routes(kind: ResourceKind, plural: &str) -> Router<AppState> {
+    Router::new()
+        .route(
+            &format!("/{plural}/{{id}}"),
+            delete(
+                move |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
+                    soft_delete(&s, &h, kind, &id).await
+                },
+            ),
+        )
+        .route(
+            &format!("/deleted-{plural}"),
+            get(move |State(s): State<AppState>, h: HeaderMap| async move {
+                list_deleted(&s, &h, kind).await
+            }),
+        )
+        .route(
+            &format!("/deleted-{plural}/{{id}}/restore"),
+            post(
+                move |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
+                    restore(&s, &h, kind, &id).await
+                },
+            ),
+        )
+        .route(
+            &format!("/deleted-{plural}/{{id}}"),
+            delete(
+                move |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
+                    purge(&s, &h, kind, &id).await
+                },
+            ),
+        )
+}
+
 async fn soft_delete(
     state: &AppState,
     headers: &HeaderMap,
@@ -325,54 +348,6 @@ async fn purge(state: &AppState, headers: &HeaderMap, kind: ResourceKind, id: &s
     let principal = admin(state, headers).await?;
     state.directory.purge(&principal, kind, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn deleted_users(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
-    list_deleted(&state, &headers, ResourceKind::User).await
-}
-
-async fn restore_user(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    restore(&state, &headers, ResourceKind::User, &id).await
-}
-
-async fn purge_user(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    purge(&state, &headers, ResourceKind::User, &id).await
-}
-
-async fn delete_group(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    soft_delete(&state, &headers, ResourceKind::Group, &id).await
-}
-
-async fn deleted_groups(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
-    list_deleted(&state, &headers, ResourceKind::Group).await
-}
-
-async fn restore_group(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    restore(&state, &headers, ResourceKind::Group, &id).await
-}
-
-async fn purge_group(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    purge(&state, &headers, ResourceKind::Group, &id).await
 }
 
 // ---- tenant ---------------------------------------------------------------------------------

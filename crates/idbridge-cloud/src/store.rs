@@ -1,63 +1,47 @@
-//! Persistence on SQLite (WAL, in the data directory) or PostgreSQL, through sqlx's `Any`
-//! driver so one set of queries serves both; only the migrations differ per backend.
-//!
-//! SQLite allows one writer: write transactions take a process-wide lock first, so two
-//! requests never both upgrade a read lock and fail with "database is locked".
-
-use std::sync::Arc;
+//! The cloud's tables and queries, on SQLite or PostgreSQL (see `idbridge-db`).
 
 use idbridge_core::Secret;
+pub use idbridge_db::Backend;
+use idbridge_db::{Database, DbError, DbTx, Schema};
 use idbridge_scim::ResourceKind;
 use serde_json::Value;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SCHEMA: Schema = Schema {
+    version_table: "idbridge_schema",
+    sqlite: &[(1, include_str!("../migrations/sqlite/0001_init.sql"))],
+    postgres: &[(1, include_str!("../migrations/postgres/0001_init.sql"))],
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Not a `#[source]`: the text is already in the message, and logs show only messages.
-    #[error("database error: {0}")]
-    Database(sqlx::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
     #[error("the stored row {id} is corrupt: {reason}")]
     Corrupt { id: String, reason: String },
-    #[error("unsupported database URL (expected sqlite://... or postgres://...)")]
-    UnsupportedUrl,
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Database(e)
+        Self::Db(DbError::Database(e))
     }
 }
 
 impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
-        matches!(self, Self::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+        matches!(self, Self::Db(e) if e.is_unique_violation())
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
 }
 
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
-    write_lock: Option<Arc<Mutex<()>>>,
+    db: Database,
 }
 
 /// A write transaction (holding SQLite's writer lock for its lifetime).
 pub struct Tx {
-    tx: Transaction<'static, Any>,
-    _writer: Option<OwnedMutexGuard<()>>,
+    tx: DbTx,
 }
 
 /// A resource row: the canonical SCIM document (without `meta`) and its bookkeeping.
@@ -168,85 +152,23 @@ async fn fetch_resource<'e, E: Executor<'e, Database = Any>>(
 impl Store {
     /// Connects, and creates or upgrades the schema.
     pub async fn open(url: &Secret) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let url = url.expose();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
-        } else {
-            return Err(StoreError::UnsupportedUrl);
-        };
-        let options = AnyPoolOptions::new().max_connections(match backend {
-            Backend::Sqlite => 4,
-            Backend::Postgres => 16,
-        });
-        let options = match backend {
-            Backend::Sqlite => options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 10000;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            }),
-            Backend::Postgres => options,
-        };
-        let pool = options.connect(url).await?;
-        let store = Self {
-            pool,
-            backend,
-            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
-        };
-        store.migrate().await?;
-        Ok(store)
+        Ok(Self {
+            db: Database::open(url, &SCHEMA).await?,
+        })
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS idbridge_schema (version BIGINT NOT NULL)")
-            .execute(&mut *tx.tx)
-            .await?;
-        let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM idbridge_schema")
-            .fetch_one(&mut *tx.tx)
-            .await?
-            .try_get("v")?;
-        let migrations = match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS,
-            Backend::Postgres => POSTGRES_MIGRATIONS,
-        };
-        for (version, sql) in migrations {
-            if current.is_some_and(|c| c >= *version) {
-                continue;
-            }
-            sqlx::raw_sql(sql).execute(&mut *tx.tx).await?;
-            sqlx::query("INSERT INTO idbridge_schema (version) VALUES ($1)")
-                .bind(*version)
-                .execute(&mut *tx.tx)
-                .await?;
-        }
-        tx.commit().await
+        self.db.backend()
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let writer = match &self.write_lock {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
         Ok(Tx {
-            tx: self.pool.begin().await?,
-            _writer: writer,
+            tx: self.db.begin().await?,
         })
     }
 
     pub async fn resource(&self, id: &str) -> Result<Option<StoredResource>, StoreError> {
-        fetch_resource(&self.pool, id).await
+        fetch_resource(self.db.pool(), id).await
     }
 
     /// Live (not soft-deleted) resources of `kind`, optionally narrowed by an indexed column.
@@ -269,7 +191,7 @@ impl Store {
         if let Some(v) = value {
             query = query.bind(v);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter().map(parse_resource).collect()
     }
 
@@ -283,7 +205,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(kind_str(kind))
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         rows.iter().map(parse_resource).collect()
     }
@@ -292,7 +214,7 @@ impl Store {
     pub async fn expired_deleted(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT id FROM resources WHERE deleted_at < $1")
             .bind(cutoff)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         rows.iter()
             .map(|r| r.try_get("id").map_err(StoreError::from))
@@ -303,7 +225,7 @@ impl Store {
         let row =
             sqlx::query("SELECT kind, verifier, must_change FROM credentials WHERE user_id = $1")
                 .bind(user_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db.pool())
                 .await?;
         row.map(|r| {
             Ok(Credential {
@@ -320,7 +242,7 @@ impl Store {
             "SELECT failures, window_start, locked_until FROM signin_state WHERE user_id = $1",
         )
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         Ok(match row {
             Some(r) => SigninState {
@@ -335,7 +257,7 @@ impl Store {
     pub async fn licenses_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT sku FROM licenses WHERE user_id = $1 ORDER BY sku")
             .bind(user_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         rows.iter()
             .map(|r| r.try_get("sku").map_err(StoreError::from))
@@ -347,7 +269,7 @@ impl Store {
             "SELECT id, name, scope FROM tokens WHERE hash = $1 AND revoked_at IS NULL",
         )
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.map(|r| {
             Ok(TokenRecord {
@@ -370,7 +292,7 @@ impl Store {
         )
         .bind(hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.map(|r| Ok((r.try_get("user_id")?, r.try_get("purpose")?)))
             .transpose()
@@ -379,7 +301,7 @@ impl Store {
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         row.map(|r| r.try_get("value").map_err(StoreError::from))
             .transpose()
@@ -399,7 +321,7 @@ impl Store {
         .bind(before.unwrap_or(i64::MAX))
         .bind(format!("{}%", action_prefix.unwrap_or("")))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -418,7 +340,7 @@ impl Store {
 
     /// Audit entries outside a transaction (sign-in failures, refused requests).
     pub async fn record_audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        insert_audit(&self.pool, entry).await
+        insert_audit(self.db.pool(), entry).await
     }
 }
 
@@ -453,32 +375,23 @@ async fn insert_audit<'e, E: Executor<'e, Database = Any>>(
 
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
-        Ok(())
+        Ok(self.tx.commit().await?)
     }
 
     pub async fn resource(&mut self, id: &str) -> Result<Option<StoredResource>, StoreError> {
-        fetch_resource(&mut *self.tx, id).await
+        fetch_resource(self.tx.conn(), id).await
     }
 
-    /// Savepoints let one statement fail (a uniqueness violation, one Bulk operation) without
-    /// losing the transaction: PostgreSQL aborts the whole transaction otherwise.
     pub async fn savepoint(&mut self, name: &str) -> Result<(), StoreError> {
-        self.exec(&format!("SAVEPOINT {name}")).await
+        Ok(self.tx.savepoint(name).await?)
     }
 
     pub async fn release(&mut self, name: &str) -> Result<(), StoreError> {
-        self.exec(&format!("RELEASE SAVEPOINT {name}")).await
+        Ok(self.tx.release(name).await?)
     }
 
     pub async fn rollback_to(&mut self, name: &str) -> Result<(), StoreError> {
-        self.exec(&format!("ROLLBACK TO SAVEPOINT {name}")).await?;
-        self.release(name).await
-    }
-
-    async fn exec(&mut self, sql: &str) -> Result<(), StoreError> {
-        sqlx::query(sql).execute(&mut *self.tx).await?;
-        Ok(())
+        Ok(self.tx.rollback_to(name).await?)
     }
 
     /// The resource (live or soft-deleted) holding a userName, for uniqueness messages.
@@ -492,7 +405,7 @@ impl Tx {
         let row = sqlx::query(&sql)
             .bind(kind_str(kind))
             .bind(name_key)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.tx.conn())
             .await?;
         row.as_ref().map(parse_resource).transpose()
     }
@@ -514,7 +427,7 @@ impl Tx {
         .bind(w.source)
         .bind(w.doc.to_string())
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.tx.conn())
         .await?;
         Ok(())
     }
@@ -537,7 +450,7 @@ impl Tx {
         .bind(now)
         .bind(w.id)
         .bind(version)
-        .execute(&mut *self.tx)
+        .execute(self.tx.conn())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -556,7 +469,7 @@ impl Tx {
         .bind(deleted_at)
         .bind(now)
         .bind(id)
-        .execute(&mut *self.tx)
+        .execute(self.tx.conn())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -566,12 +479,12 @@ impl Tx {
         for table in ["credentials", "signin_state", "licenses", "sessions"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(id)
-                .execute(&mut *self.tx)
+                .execute(self.tx.conn())
                 .await?;
         }
         let done = sqlx::query("DELETE FROM resources WHERE id = $1")
             .bind(id)
-            .execute(&mut *self.tx)
+            .execute(self.tx.conn())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -587,7 +500,7 @@ impl Tx {
         let rows = sqlx::query(&sql)
             .bind(kind_str(ResourceKind::Group))
             .bind(format!("%\"{member_id}\"%"))
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.tx.conn())
             .await?;
         rows.iter().map(parse_resource).collect()
     }
@@ -609,7 +522,7 @@ impl Tx {
         .bind(credential.verifier.expose())
         .bind(i64::from(credential.must_change))
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.tx.conn())
         .await?;
         Ok(())
     }
@@ -629,7 +542,7 @@ impl Tx {
         .bind(state.failures)
         .bind(state.window_start)
         .bind(state.locked_until)
-        .execute(&mut *self.tx)
+        .execute(self.tx.conn())
         .await?;
         Ok(())
     }
@@ -637,13 +550,13 @@ impl Tx {
     /// Makes the SKU table match the configuration (seat counts may change between starts).
     pub async fn sync_skus(&mut self, skus: &[(String, i64)]) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM skus")
-            .execute(&mut *self.tx)
+            .execute(self.tx.conn())
             .await?;
         for (sku, seats) in skus {
             sqlx::query("INSERT INTO skus (sku, seats) VALUES ($1, $2)")
                 .bind(sku)
                 .bind(*seats)
-                .execute(&mut *self.tx)
+                .execute(self.tx.conn())
                 .await?;
         }
         Ok(())
@@ -662,14 +575,14 @@ impl Tx {
         };
         let Some(row) = sqlx::query(&format!("SELECT seats FROM skus WHERE sku = $1{lock}"))
             .bind(sku)
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.tx.conn())
             .await?
         else {
             return Ok(None);
         };
         let used: i64 = sqlx::query("SELECT COUNT(*) AS n FROM licenses WHERE sku = $1")
             .bind(sku)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.tx.conn())
             .await?
             .try_get("n")?;
         Ok(Some((row.try_get("seats")?, used)))
@@ -689,7 +602,7 @@ impl Tx {
         .bind(user_id)
         .bind(sku)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.tx.conn())
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -698,7 +611,7 @@ impl Tx {
         let done = sqlx::query("DELETE FROM licenses WHERE user_id = $1 AND sku = $2")
             .bind(user_id)
             .bind(sku)
-            .execute(&mut *self.tx)
+            .execute(self.tx.conn())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -706,7 +619,7 @@ impl Tx {
     pub async fn licenses_of(&mut self, user_id: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT sku FROM licenses WHERE user_id = $1 ORDER BY sku")
             .bind(user_id)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.tx.conn())
             .await?;
         rows.iter()
             .map(|r| r.try_get("sku").map_err(StoreError::from))
@@ -727,7 +640,7 @@ impl Tx {
         .bind(&record.scope)
         .bind(hash)
         .bind(now)
-        .execute(&mut *self.tx)
+        .execute(self.tx.conn())
         .await?;
         Ok(())
     }
@@ -746,7 +659,7 @@ impl Tx {
         .bind(user_id)
         .bind(purpose)
         .bind(expires_at)
-        .execute(&mut *self.tx)
+        .execute(self.tx.conn())
         .await?;
         Ok(())
     }
@@ -755,7 +668,7 @@ impl Tx {
     pub async fn end_sessions(&mut self, user_id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id)
-            .execute(&mut *self.tx)
+            .execute(self.tx.conn())
             .await?;
         Ok(())
     }
@@ -767,12 +680,12 @@ impl Tx {
         )
         .bind(key)
         .bind(value)
-        .execute(&mut *self.tx)
+        .execute(self.tx.conn())
         .await?;
         Ok(())
     }
 
     pub async fn audit(&mut self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        insert_audit(&mut *self.tx, entry).await
+        insert_audit(self.tx.conn(), entry).await
     }
 }

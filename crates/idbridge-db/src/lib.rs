@@ -1,0 +1,186 @@
+//! SQLite (WAL, one file) or PostgreSQL through sqlx's `Any` driver, so one set of queries
+//! serves both; only the migrations differ per backend.
+//!
+//! Invariant: SQLite allows one writer, so write transactions take a process-wide lock first;
+//! two writers never both upgrade a read lock and fail with "database is locked".
+
+use std::sync::Arc;
+
+use idbridge_core::Secret;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Not a `#[source]`: the text is already in the message, and logs show only messages.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("unsupported database URL (expected sqlite://... or postgres://...)")]
+    UnsupportedUrl,
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+impl DbError {
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else {
+            Err(DbError::UnsupportedUrl)
+        }
+    }
+}
+
+/// A schema: its version table and numbered migration scripts per backend, applied in order.
+pub struct Schema {
+    pub version_table: &'static str,
+    pub sqlite: &'static [(i64, &'static str)],
+    pub postgres: &'static [(i64, &'static str)],
+}
+
+#[derive(Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction (holding SQLite's writer lock for its lifetime). Dropped without
+/// `commit`, it rolls back.
+pub struct DbTx {
+    tx: Transaction<'static, Any>,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl Database {
+    /// Connects, and creates or upgrades `schema`.
+    pub async fn open(url: &Secret, schema: &Schema) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let url = url.expose();
+        let backend = Backend::of(url)?;
+        let options = AnyPoolOptions::new().max_connections(match backend {
+            Backend::Sqlite => 4,
+            Backend::Postgres => 16,
+        });
+        let options = match backend {
+            Backend::Sqlite => options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options,
+        };
+        let pool = options.connect(url).await?;
+        let db = Self {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        };
+        db.migrate(schema).await?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for reads outside a transaction.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    async fn migrate(&self, schema: &Schema) -> Result<(), DbError> {
+        let table = schema.version_table;
+        let mut tx = self.begin().await?;
+        tx.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (version BIGINT NOT NULL)"
+        ))
+        .await?;
+        let current: Option<i64> = sqlx::query(&format!("SELECT MAX(version) AS v FROM {table}"))
+            .fetch_one(tx.conn())
+            .await?
+            .try_get("v")?;
+        let migrations = match self.backend {
+            Backend::Sqlite => schema.sqlite,
+            Backend::Postgres => schema.postgres,
+        };
+        for (version, sql) in migrations {
+            if current.is_some_and(|c| c >= *version) {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(tx.conn()).await?;
+            sqlx::query(&format!("INSERT INTO {table} (version) VALUES ($1)"))
+                .bind(*version)
+                .execute(tx.conn())
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn begin(&self) -> Result<DbTx, DbError> {
+        let writer = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        Ok(DbTx {
+            tx: self.pool.begin().await?,
+            _writer: writer,
+        })
+    }
+}
+
+impl DbTx {
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// The connection to run queries on inside this transaction.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    /// Savepoints let one statement fail (a uniqueness violation, one Bulk operation) without
+    /// losing the transaction: PostgreSQL aborts the whole transaction otherwise.
+    pub async fn savepoint(&mut self, name: &str) -> Result<(), DbError> {
+        self.exec(&format!("SAVEPOINT {name}")).await
+    }
+
+    pub async fn release(&mut self, name: &str) -> Result<(), DbError> {
+        self.exec(&format!("RELEASE SAVEPOINT {name}")).await
+    }
+
+    pub async fn rollback_to(&mut self, name: &str) -> Result<(), DbError> {
+        self.exec(&format!("ROLLBACK TO SAVEPOINT {name}")).await?;
+        self.release(name).await
+    }
+
+    async fn exec(&mut self, sql: &str) -> Result<(), DbError> {
+        sqlx::query(sql).execute(self.conn()).await?;
+        Ok(())
+    }
+}

@@ -20,6 +20,73 @@ pub struct AgentConfig {
     pub storage: StorageConfig,
     #[serde(default)]
     pub status: StatusConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// Object sync (AD -> cloud); see docs/sync.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    pub enabled: bool,
+    /// Containers whose objects are synced (empty: the whole domain).
+    pub include_ous: Vec<String>,
+    pub exclude_ous: Vec<String>,
+    /// An LDAP filter objects must also match, e.g. `(department=Sales)`.
+    pub filter: Option<String>,
+    /// Only direct members of this group are synced (a pilot).
+    pub pilot_group: Option<String>,
+    /// A rules file; absent: the shipped default rules.
+    pub rules: Option<PathBuf>,
+    /// What leaving scope does to the cloud object.
+    pub deprovision: Deprovision,
+    /// An export holds when it would delete more than this many objects...
+    pub deletion_threshold: u64,
+    /// ...or more than this percentage of the exported objects (when set).
+    pub deletion_threshold_percent: Option<u8>,
+    /// Import and sync, never export; `idbridge sync preview` shows what would be exported.
+    pub staging: bool,
+    /// DirSync poll interval of the agent's delta cycle.
+    pub poll_interval_ms: u64,
+    /// A full cycle (full import, full sync, export) this often.
+    pub full_cycle_hours: u64,
+    /// The engine's store; absent: SQLite in the data directory.
+    pub database_url: Option<Secret>,
+    /// Export to this SCIM 2.0 server instead of the cloud directory (any compliant server).
+    pub scim_url: Option<String>,
+    /// Token for `scim_url` (absent: `cloud.token`).
+    pub scim_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deprovision {
+    /// Delete in the cloud (our cloud keeps it restorable for its retention period).
+    SoftDelete,
+    /// Keep the cloud object, with `active` false.
+    Disable,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            include_ous: Vec::new(),
+            exclude_ous: Vec::new(),
+            filter: None,
+            pilot_group: None,
+            rules: None,
+            deprovision: Deprovision::SoftDelete,
+            deletion_threshold: 500,
+            deletion_threshold_percent: None,
+            staging: false,
+            poll_interval_ms: 1000,
+            full_cycle_hours: 24,
+            database_url: None,
+            scim_url: None,
+            scim_token: None,
+        }
+    }
 }
 
 /// The agent's local status endpoint (`GET /status`, JSON); loopback by default.
@@ -39,6 +106,21 @@ pub struct AdConfig {
     /// The service account: needs only "Replicating Directory Changes" and "... All".
     pub account: String,
     pub password: Secret,
+    /// LDAP URL for object sync: `ldaps://...` or `ldap://...` (StartTLS). Default: LDAPS on `dc_host`.
+    #[serde(default)]
+    pub ldap_url: Option<String>,
+    /// PEM of the CA that issued the DC's certificate; absent: system roots.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl AdConfig {
+    pub fn ldap_url(&self) -> String {
+        self.ldap_url.clone().unwrap_or_else(|| match self.dc_host {
+            IpAddr::V6(ip) => format!("ldaps://[{ip}]:636"),
+            IpAddr::V4(ip) => format!("ldaps://{ip}:636"),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +183,21 @@ impl AgentConfig {
                 "cloud.url must be https:// (secrets travel on it), not {:?}",
                 config.cloud.url
             ));
+        }
+        if let Some(url) = &config.sync.scim_url {
+            if !url.starts_with("https://") {
+                return Err(format!("sync.scim_url must be https://, not {url:?}"));
+            }
+        }
+        if config
+            .sync
+            .deletion_threshold_percent
+            .is_some_and(|p| p == 0 || p > 100)
+        {
+            return Err("sync.deletion_threshold_percent must be between 1 and 100".into());
+        }
+        if config.sync.poll_interval_ms == 0 {
+            return Err("sync.poll_interval_ms must be at least 1".into());
         }
         Ok(config)
     }

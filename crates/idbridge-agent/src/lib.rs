@@ -8,6 +8,7 @@ pub mod cloud;
 pub mod config;
 pub mod phs;
 pub mod state;
+pub mod sync;
 
 use std::path::PathBuf;
 

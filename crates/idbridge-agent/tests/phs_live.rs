@@ -3,15 +3,16 @@
 // Scenario code under #[tokio::test]; failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
+mod common;
+
 use std::collections::HashSet;
-use std::sync::Arc;
+
+use common::TestCloud;
 
 use idbridge_agent::cloud::CloudClient;
 use idbridge_agent::phs::{self, Mode, PhsState};
 use idbridge_agent::state::StateFile;
-use idbridge_agent::AgentConfig;
-use idbridge_cloud::{CloudConfig, Scope};
-use idbridge_core::{ObjectGuid, SystemClock};
+use idbridge_core::ObjectGuid;
 use idbridge_testkit::{unique_suffix, Lab};
 use ldap3::{Scope as LdapScope, SearchEntry};
 use serde_json::json;
@@ -65,30 +66,13 @@ async fn on_prem_password_changes_reach_cloud_sign_in() {
     let guid = ObjectGuid::from_bytes(&entry.bin_attrs["objectGUID"][0]).unwrap();
 
     // A cloud directory with this user joined by its anchor, as the sync engine leaves it.
-    let dir = std::env::temp_dir().join(format!("idbridge-phs-{}", unique_suffix()));
-    let cloud_config = CloudConfig::parse(&format!(
-        "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = \"{}\"\n",
-        dir.join("cloud").display()
-    ))
-    .unwrap();
-    let directory = idbridge_cloud::open_directory(cloud_config.clone(), Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let token = directory
-        .create_token("phs-test", Scope::Sync)
-        .await
-        .unwrap();
-    let server = idbridge_cloud::start(cloud_config, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let ca = dir.join("cloud/tls/cert.pem");
-    let url = format!("https://127.0.0.1:{}", server.addr.port());
-    let http = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(server.ca_cert_pem.as_bytes()).unwrap(),
-        )
-        .build()
-        .unwrap();
+    let test_cloud = TestCloud::start("phs").await;
+    let (http, url, token, dir) = (
+        test_cloud.http.clone(),
+        test_cloud.url.clone(),
+        test_cloud.sync_token.clone(),
+        test_cloud.dir.clone(),
+    );
     let ext = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
     let created = http
         .post(format!("{url}/scim/v2/Users"))
@@ -114,28 +98,7 @@ async fn on_prem_password_changes_reach_cloud_sign_in() {
     };
     assert_eq!(sign_in(first).await, 401, "no verifier yet");
 
-    let config = AgentConfig::parse(&format!(
-        r#"version = 1
-[ad]
-dc_host = "127.0.0.1"
-base_dn = "{}"
-account = "{}"
-password = "{}"
-[cloud]
-url = "{url}"
-ca_cert = "{}"
-token = "{}"
-[storage]
-data_dir = "{}"
-"#,
-        lab.ad.base_dn,
-        lab.ad.service_account_upn,
-        lab.ad.service_account_password,
-        ca.display(),
-        token.expose(),
-        dir.join("agent").display()
-    ))
-    .unwrap();
+    let config = test_cloud.agent_config(&lab, "");
     let cloud = CloudClient::new(&config.cloud).unwrap();
     let state: StateFile<PhsState> = StateFile::new(&config.storage.data_dir, "phs.json");
     let now = || "now".to_owned();
@@ -184,7 +147,7 @@ data_dir = "{}"
         .unwrap()
         .contains(second));
 
-    server.shutdown().await.unwrap();
+    drop(test_cloud);
     ou.remove().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -205,8 +205,9 @@ fn escape_value(v: &str) -> String {
         if special {
             out.push('\\');
         }
-        if c == '\0' {
-            out.push_str("\\00");
+        if c.is_ascii_control() {
+            // AD's tombstone names hold a line feed (`CN=Jack\0ADEL:...`): keep DNs one line.
+            out.push_str(&format!("\\{:02X}", u32::from(c)));
         } else {
             out.push(c);
         }
@@ -323,6 +324,12 @@ mod tests {
         assert_eq!(dn.rdn().unwrap().value(), "Smith, Jack+");
         assert_eq!(dn.to_string(), r"CN=Smith\, Jack\+,OU=Staff,DC=lab");
         assert_eq!(Dn::parse(&dn.to_string()).unwrap(), dn);
+        let tombstone = Dn::parse(r"CN=Jack\0ADEL:0102,CN=Deleted Objects,DC=lab").unwrap();
+        assert_eq!(
+            tombstone.to_string(),
+            r"CN=Jack\0ADEL:0102,CN=Deleted Objects,DC=lab"
+        );
+        assert_eq!(Dn::parse(&tombstone.to_string()).unwrap(), tombstone);
     }
 
     #[test]

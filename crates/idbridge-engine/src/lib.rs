@@ -3,4 +3,12 @@
 //! Invariant: pure. The engine decides (what is in scope, what joins to what, what to export);
 //! callers load state, ask, and persist the answer in one transaction.
 
+pub mod object;
+pub mod project;
 pub mod scope;
+
+pub use object::{decode_values, encode_values, AdObject, Attributes};
+pub use project::{
+    managed_attributes, member_set, project, render, CloudKind, Disposition, OutOfScope,
+    Projection, Rendered, SyncScope,
+};

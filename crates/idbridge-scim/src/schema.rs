@@ -470,15 +470,25 @@ macro_rules! sync_attributes {
     };
 }
 
-static SYNC_USER_ATTRIBUTES: [AttributeDef; 6] = sync_attributes!(AttributeDef::string(
-    "licenses",
-    "License SKUs assigned to the User; maintained by the service provider."
-)
-.multi()
-.case_exact()
-.mutability(ReadOnly));
+static SYNC_USER_ATTRIBUTES: [AttributeDef; 7] = sync_attributes!(
+    AttributeDef::string(
+        "licenses",
+        "License SKUs assigned to the User; maintained by the service provider."
+    )
+    .multi()
+    .case_exact()
+    .mutability(ReadOnly),
+    AttributeDef::string(
+        "proxyAddresses",
+        "The on-premises proxyAddresses (smtp:, SMTP:, ...)."
+    )
+    .multi()
+);
 
-static SYNC_GROUP_ATTRIBUTES: [AttributeDef; 5] = sync_attributes!();
+static SYNC_GROUP_ATTRIBUTES: [AttributeDef; 7] = sync_attributes!(
+    AttributeDef::string("description", "The on-premises group's description."),
+    AttributeDef::string("mail", "The on-premises group's mail address.")
+);
 
 static COMMON: Schema = Schema {
     id: "",

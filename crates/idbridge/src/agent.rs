@@ -14,7 +14,7 @@ use idbridge_agent::AgentConfig;
 pub struct ConfigArg {
     /// The agent.toml to read.
     #[arg(long, env = "IDBRIDGE_AGENT_CONFIG")]
-    config: PathBuf,
+    pub config: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +139,26 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
             }
         });
     }
+    if phs.config.sync.enabled {
+        // The sync engine runs on its own thread and runtime: its runs are sequential by design
+        // (one run per store), and its futures need not be `Send`.
+        let config = phs.config.clone();
+        std::thread::Builder::new()
+            .name("sync".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return tracing::error!(error = %e, "object sync cannot start"),
+                };
+                if let Err(e) = runtime.block_on(sync_loop(config)) {
+                    tracing::error!(error = format!("{e:#}"), "object sync stopped");
+                }
+            })
+            .context("starting the sync thread")?;
+    }
     let interval = Duration::from_secs(phs.config.phs.interval_seconds);
     let mut failures: u32 = 0;
     tracing::info!(interval_s = interval.as_secs(), "agent running");
@@ -165,5 +185,41 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
             _ = tokio::time::sleep(wait) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+    }
+}
+
+/// Object sync: a delta cycle every `sync.poll_interval_ms` (a DirSync poll that finds nothing
+/// costs one LDAP search), a full cycle every `sync.full_cycle_hours`; backs off while the DC or
+/// the cloud is away.
+async fn sync_loop(config: AgentConfig) -> anyhow::Result<()> {
+    use idbridge_agent::sync::{Profile, SyncContext};
+    let sync = SyncContext::open(&config, std::sync::Arc::new(idbridge_core::SystemClock))
+        .await
+        .context("object sync")?;
+    let poll = Duration::from_millis(config.sync.poll_interval_ms);
+    let full_every = Duration::from_secs(config.sync.full_cycle_hours.saturating_mul(3600));
+    let mut last_full: Option<std::time::Instant> = None;
+    let mut failures: u32 = 0;
+    loop {
+        let profile = match last_full {
+            Some(at) if at.elapsed() < full_every => Profile::Cycle,
+            _ => Profile::FullCycle,
+        };
+        let wait = match sync.run(profile).await {
+            Ok(_) => {
+                failures = 0;
+                if profile == Profile::FullCycle {
+                    last_full = Some(std::time::Instant::now());
+                }
+                poll
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %e, "sync cycle failed; retrying");
+                poll.saturating_mul(2u32.saturating_pow(failures.min(6)))
+                    .min(Duration::from_secs(60))
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }

@@ -2,6 +2,7 @@
 
 mod agent;
 mod cloud;
+mod sync;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,9 @@ enum Command {
     /// Password hash sync, by hand: a full re-send, one cycle, or the last cycle's status.
     #[command(subcommand)]
     Phs(agent::PhsCommand),
+    /// Object sync by hand: run profiles, history, errors, preview, deletion threshold.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
 }
 
 /// Errors end the process with the whole cause chain on one line and exit code 1; no backtrace,
@@ -59,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Cloud(cmd) => cloud::run(cmd).await,
             Command::Agent(cmd) => agent::run_agent(cmd).await,
             Command::Phs(cmd) => agent::run_phs(cmd).await,
+            Command::Sync(cmd) => sync::run(cmd).await,
         }
     })
 }

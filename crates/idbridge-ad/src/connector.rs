@@ -1,0 +1,495 @@
+//! The LDAP session: connect and bind, paged search, ranged-value completion, DirSync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use idbridge_core::{Dn, Secret};
+use ldap3::controls::RawControl;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope};
+
+use crate::ber;
+use crate::entry::{convert, AdEntry, AdEntryError, RawEntry};
+
+/// Entries per page of a paged search.
+pub const PAGE_SIZE: u32 = 1000;
+
+/// The DirSync flags sent: `LDAP_DIRSYNC_OBJECT_SECURITY` only, so changed attributes come back
+/// with all their values (no `INCREMENTAL_VALUES`) and an account without the "Replicating
+/// Directory Changes" right can use DirSync over the objects it may read.
+pub const DIRSYNC_FLAGS: u32 = ber::DIRSYNC_OBJECT_SECURITY;
+
+/// Safety stop for a single DirSync or paged loop (a server that keeps saying "more" forever).
+const MAX_ROUNDS: usize = 1_000_000;
+
+/// How to reach and bind to a domain controller.
+#[derive(Debug, Clone)]
+pub struct AdSettings {
+    /// `ldaps://host:636`, or `ldap://host:389` (then StartTLS is negotiated before the bind).
+    pub url: String,
+    pub bind_upn: String,
+    pub password: Secret,
+    /// PEM certificates that may sign the DC's certificate; `None` uses the system trust store.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// Limit for connecting and for each LDAP operation (one page, one DirSync round).
+    pub timeout: Duration,
+}
+
+/// Connection, bind and search failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AdError {
+    #[error("invalid AD connector settings: {0}")]
+    Settings(String),
+    #[error("cannot connect to the DC at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("the DC refused the bind as {account}: LDAP result {code}: {message}")]
+    Bind {
+        account: String,
+        code: u32,
+        message: String,
+    },
+    #[error("{operation} on {base} failed: LDAP result {code}: {message}")]
+    Ldap {
+        operation: &'static str,
+        base: String,
+        code: u32,
+        message: String,
+    },
+    #[error("{operation} on {base}: connection failed: {message}")]
+    Transport {
+        operation: &'static str,
+        base: String,
+        message: String,
+    },
+    #[error("{operation} on {base}: malformed response from the DC: {message}")]
+    Protocol {
+        operation: &'static str,
+        base: String,
+        message: String,
+    },
+}
+
+impl AdError {
+    /// The LDAP result code, when the DC answered with one.
+    pub fn ldap_code(&self) -> Option<u32> {
+        match self {
+            AdError::Bind { code, .. } | AdError::Ldap { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// The result of one DirSync pass.
+#[derive(Debug, Clone, Default)]
+pub struct DirSyncBatch {
+    pub entries: Vec<AdEntry>,
+    pub errors: Vec<AdEntryError>,
+    /// Pass it to the next [`AdConnector::dirsync`] to get what changed after this pass.
+    pub cookie: Vec<u8>,
+}
+
+/// One bound LDAP session with a DC.
+pub struct AdConnector {
+    ldap: Ldap,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for AdConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdConnector")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn tls_config(pem: &[u8]) -> Result<rustls::ClientConfig, AdError> {
+    let bad = |e: String| AdError::Settings(format!("CA certificate: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the PEM data".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The attribute list of a request: `attrs` plus `always`, without case-insensitive duplicates.
+fn attr_list(attrs: &[&str], always: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(attrs.len() + always.len());
+    for a in attrs.iter().chain(always) {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(a)) {
+            out.push((*a).to_string());
+        }
+    }
+    out
+}
+
+impl AdConnector {
+    /// Connects (LDAPS, or LDAP + StartTLS), verifies the DC's certificate and binds.
+    pub async fn connect(settings: &AdSettings) -> Result<Self, AdError> {
+        let url = settings.url.as_str();
+        let mut conn_settings = LdapConnSettings::new().set_conn_timeout(settings.timeout);
+        if let Some(pem) = &settings.ca_cert_pem {
+            conn_settings = conn_settings.set_config(Arc::new(tls_config(pem)?));
+        }
+        if url.starts_with("ldap://") {
+            conn_settings = conn_settings.set_starttls(true);
+        } else if !url.starts_with("ldaps://") {
+            return Err(AdError::Settings(format!(
+                "the DC URL must start with ldaps:// or ldap:// (StartTLS), got {url:?}"
+            )));
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, url)
+            .await
+            .map_err(|e| AdError::Connect {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+        let log_url = url.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                tracing::warn!(url = %log_url, error = %e, "LDAP connection to the DC ended");
+            }
+        });
+        let bind = ldap
+            .with_timeout(settings.timeout)
+            .simple_bind(&settings.bind_upn, settings.password.expose())
+            .await;
+        let account = settings.bind_upn.clone();
+        match bind {
+            Ok(r) if r.rc == 0 => {}
+            Ok(r) => {
+                return Err(AdError::Bind {
+                    account,
+                    code: r.rc,
+                    message: r.text,
+                })
+            }
+            Err(e) => {
+                return Err(AdError::Connect {
+                    url: url.to_string(),
+                    message: format!("bind as {account}: {e}"),
+                })
+            }
+        }
+        tracing::debug!(url, account = %settings.bind_upn, "bound to the DC");
+        Ok(Self {
+            ldap,
+            timeout: settings.timeout,
+        })
+    }
+
+    /// One search request with `controls`; returns the raw entries (or per-entry errors) and
+    /// the result, whose code has been checked.
+    async fn search_once(
+        &mut self,
+        operation: &'static str,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[String],
+        controls: Vec<RawControl>,
+    ) -> Result<(Vec<Result<RawEntry, AdEntryError>>, LdapResult), AdError> {
+        let result = self
+            .ldap
+            .with_controls(controls)
+            .with_timeout(self.timeout)
+            .search(base, scope, filter, attrs)
+            .await
+            .map_err(|e| transport(operation, base, e))?;
+        let ldap3::SearchResult(entries, res) = result;
+        if res.rc != 0 {
+            return Err(AdError::Ldap {
+                operation,
+                base: base.to_string(),
+                code: res.rc,
+                message: res.text,
+            });
+        }
+        let raws = entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .map(|e| RawEntry::from_tag(e.0))
+            .collect();
+        Ok((raws, res))
+    }
+
+    /// Paged subtree search under `base`; see the crate docs for what every entry holds.
+    pub async fn search_all(
+        &mut self,
+        base: &Dn,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<(Vec<AdEntry>, Vec<AdEntryError>), AdError> {
+        const OP: &str = "paged search";
+        let base_s = base.to_string();
+        let attrs = attr_list(attrs, &["objectGUID", "objectClass", "distinguishedName"]);
+        let (mut entries, mut errors) = (Vec::new(), Vec::new());
+        let mut cookie = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            let control = RawControl {
+                ctype: ber::PAGED_RESULTS_OID.to_string(),
+                crit: false,
+                val: Some(ber::encode_paged_request(PAGE_SIZE, &cookie)),
+            };
+            let (raws, res) = self
+                .search_once(OP, &base_s, Scope::Subtree, filter, &attrs, vec![control])
+                .await?;
+            self.convert_all(raws, &mut entries, &mut errors).await?;
+            let paged = res
+                .ctrls
+                .iter()
+                .find(|c| c.1.ctype == ber::PAGED_RESULTS_OID)
+                .and_then(|c| c.1.val.as_deref());
+            cookie = match paged {
+                Some(v) => {
+                    ber::decode_paged_response(v)
+                        .map_err(|e| protocol(OP, &base_s, e))?
+                        .cookie
+                }
+                None => Vec::new(),
+            };
+            if cookie.is_empty() {
+                tracing::debug!(base = %base_s, entries = entries.len(), errors = errors.len(), "paged search done");
+                return Ok((entries, errors));
+            }
+        }
+        Err(protocol(OP, &base_s, "the DC never ended the paged search"))
+    }
+
+    /// One DirSync pass from `cookie` (empty: from the beginning) over the naming context `base`.
+    pub async fn dirsync(
+        &mut self,
+        base: &Dn,
+        filter: &str,
+        attrs: &[&str],
+        cookie: &[u8],
+    ) -> Result<DirSyncBatch, AdError> {
+        const OP: &str = "DirSync";
+        let base_s = base.to_string();
+        let attrs = attr_list(attrs, &["objectGUID", "objectClass", "isDeleted"]);
+        let mut batch = DirSyncBatch {
+            cookie: cookie.to_vec(),
+            ..DirSyncBatch::default()
+        };
+        for _ in 0..MAX_ROUNDS {
+            let control = RawControl {
+                ctype: ber::DIRSYNC_OID.to_string(),
+                crit: true,
+                val: Some(ber::encode_dirsync_request(
+                    DIRSYNC_FLAGS,
+                    ber::DIRSYNC_MAX_ATTRIBUTE_COUNT,
+                    &batch.cookie,
+                )),
+            };
+            let (raws, res) = self
+                .search_once(OP, &base_s, Scope::Subtree, filter, &attrs, vec![control])
+                .await?;
+            self.convert_all(raws, &mut batch.entries, &mut batch.errors)
+                .await?;
+            let value = res
+                .ctrls
+                .iter()
+                .find(|c| c.1.ctype == ber::DIRSYNC_OID)
+                .and_then(|c| c.1.val.as_deref())
+                .ok_or_else(|| protocol(OP, &base_s, "no DirSync response control"))?;
+            let response =
+                ber::decode_dirsync_response(value).map_err(|e| protocol(OP, &base_s, e))?;
+            if !response.cookie.is_empty() {
+                batch.cookie = response.cookie;
+            }
+            if !response.more_results {
+                for entry in batch.entries.iter_mut() {
+                    crate::entry::mark_unreadable_tombstone(entry, base);
+                }
+                self.fill_missing_classes(&mut batch).await?;
+                tracing::debug!(base = %base_s, entries = batch.entries.len(), errors = batch.errors.len(), "DirSync pass done");
+                return Ok(batch);
+            }
+        }
+        Err(protocol(OP, &base_s, "the DC never ended the DirSync pass"))
+    }
+
+    /// A DirSync delta carries only the changed attributes (plus objectGUID): when objectClass
+    /// is missing, read it by GUID so [`AdEntry::class`] is always set for live objects.
+    async fn fill_missing_classes(&mut self, batch: &mut DirSyncBatch) -> Result<(), AdError> {
+        const OP: &str = "objectClass lookup";
+        let attrs = ["objectClass".to_string()];
+        for entry in batch.entries.iter_mut() {
+            if !entry.class.is_empty() || entry.deleted {
+                continue;
+            }
+            let base = format!("<GUID={}>", hex::encode(entry.guid.as_bytes()));
+            match self
+                .search_once(
+                    OP,
+                    &base,
+                    Scope::Base,
+                    "(objectClass=*)",
+                    &attrs,
+                    Vec::new(),
+                )
+                .await
+            {
+                Ok((raws, _)) => {
+                    if let Some(Ok(raw)) = raws.into_iter().next() {
+                        let classes: Vec<String> = raw
+                            .get("objectClass")
+                            .map(|vs| {
+                                vs.iter()
+                                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        entry.class = crate::entry::object_class(&classes);
+                    }
+                }
+                // Gone since the pass (deleted meanwhile): the next pass reports the deletion.
+                Err(AdError::Ldap { code: 32, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes ranged attributes, converts, and sorts into entries and errors.
+    async fn convert_all(
+        &mut self,
+        raws: Vec<Result<RawEntry, AdEntryError>>,
+        entries: &mut Vec<AdEntry>,
+        errors: &mut Vec<AdEntryError>,
+    ) -> Result<(), AdError> {
+        for raw in raws {
+            let converted = match raw {
+                Ok(mut raw) => match self.complete_ranges(&mut raw).await? {
+                    Ok(()) => convert(raw),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match converted {
+                Ok(e) => entries.push(e),
+                Err(e) => {
+                    tracing::warn!(dn = %e.dn, reason = %e.message, "skipping an AD object that cannot be read");
+                    errors.push(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `attr;range=N-*` with base searches until every ranged attribute is complete.
+    /// The outer error is a broken connection; the inner one concerns this entry only.
+    async fn complete_ranges(
+        &mut self,
+        raw: &mut RawEntry,
+    ) -> Result<Result<(), AdEntryError>, AdError> {
+        const OP: &str = "ranged attribute read";
+        let dn = crate::entry::strip_extended_dn(&raw.dn).to_string();
+        let entry_err = |message: String| AdEntryError {
+            dn: dn.clone(),
+            message,
+        };
+        let mut rounds = 0usize;
+        while let Some((name, start)) = raw.pending_range() {
+            rounds += 1;
+            if rounds > MAX_ROUNDS {
+                return Ok(Err(entry_err(format!("endless ranged read of {name}"))));
+            }
+            let attrs = [format!("{name};range={start}-*")];
+            let chunk = match self
+                .search_once(OP, &dn, Scope::Base, "(objectClass=*)", &attrs, Vec::new())
+                .await
+            {
+                Ok((raws, _)) => raws.into_iter().next(),
+                Err(e @ AdError::Ldap { .. }) => return Ok(Err(entry_err(e.to_string()))),
+                Err(e) => return Err(e),
+            };
+            let chunk = match chunk {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => return Ok(Err(e)),
+                None => RawEntry::default(),
+            };
+            if let Err(message) = raw.merge_range(&name, start, &chunk) {
+                return Ok(Err(entry_err(message)));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Ends the session politely.
+    pub async fn unbind(mut self) -> Result<(), AdError> {
+        self.ldap
+            .unbind()
+            .await
+            .map_err(|e| transport("unbind", "", e))
+    }
+}
+
+fn transport(operation: &'static str, base: &str, e: LdapError) -> AdError {
+    match e {
+        LdapError::LdapResult { result } => AdError::Ldap {
+            operation,
+            base: base.to_string(),
+            code: result.rc,
+            message: result.text,
+        },
+        e => AdError::Transport {
+            operation,
+            base: base.to_string(),
+            message: e.to_string(),
+        },
+    }
+}
+
+fn protocol(operation: &'static str, base: &str, message: impl std::fmt::Display) -> AdError {
+    AdError::Protocol {
+        operation,
+        base: base.to_string(),
+        message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attr_list_dedupes_case_insensitively() {
+        assert_eq!(
+            attr_list(&["mail", "objectguid"], &["objectGUID", "objectClass"]),
+            ["mail", "objectguid", "objectClass"]
+        );
+    }
+
+    #[test]
+    fn bad_ca_pem_is_a_settings_error() {
+        assert!(matches!(tls_config(b"nope"), Err(AdError::Settings(_))));
+    }
+
+    #[test]
+    fn errors_never_print_the_password() {
+        let s = AdSettings {
+            url: "ldaps://127.0.0.1:636".into(),
+            bind_upn: "svc@lab".into(),
+            password: Secret::new("hunter2"),
+            ca_cert_pem: None,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let e = AdError::Bind {
+            account: s.bind_upn.clone(),
+            code: 49,
+            message: "invalid credentials".into(),
+        };
+        assert_eq!(e.ldap_code(), Some(49));
+        assert!(e.to_string().contains("svc@lab"));
+    }
+}

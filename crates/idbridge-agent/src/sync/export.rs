@@ -1,0 +1,310 @@
+//! Export: pending exports -> the SCIM server. Each confirmed export commits the cloud
+//! connector-space object and removes the pending export together.
+//!
+//! Idempotence: a provision first looks for the object by its anchor (hard match), so an export
+//! interrupted after the server created the object but before we recorded it joins that object
+//! on retry instead of creating a duplicate.
+
+use std::collections::HashSet;
+
+use idbridge_engine::{managed_attributes, CloudKind};
+use idbridge_scim_client::{minimal_patch, PatchOp, ResourceType, ScimClient, ScimClientError};
+use serde_json::{json, Value};
+
+use super::store::{CloudObject, ExportAction, PendingExport, RunCounts};
+use super::{Outcome, SyncContext, SyncError};
+use crate::config::Deprovision;
+
+fn resource_type(kind: CloudKind) -> ResourceType {
+    match kind {
+        CloudKind::User => ResourceType::User,
+        CloudKind::Group => ResourceType::Group,
+    }
+}
+
+/// A SCIM filter comparing `path` with a string value. A value path with a sub-attribute
+/// (`emails[type eq "work"].value`) becomes `emails[type eq "work" and value eq "..."]`, the
+/// form RFC 7644's grammar allows.
+fn eq_filter(path: &str, value: &str) -> String {
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+    match path.split_once('[').zip(path.rsplit_once("].")) {
+        Some(((attr, _), (head, sub))) => {
+            let inner = head.get(attr.len() + 1..).unwrap_or_default();
+            format!("{attr}[{inner} and {sub} eq \"{escaped}\"]")
+        }
+        None => format!("{path} eq \"{escaped}\""),
+    }
+}
+
+fn sync_extension(doc: &Value, kind: CloudKind) -> Option<&Value> {
+    doc.get(kind.sync_schema())
+}
+
+/// Why an export of one object failed, in words for `idbridge sync errors`.
+#[derive(Debug)]
+enum ExportFailure {
+    Conflict(String),
+    Scim(ScimClientError),
+}
+
+impl std::fmt::Display for ExportFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Conflict(m) => f.write_str(m),
+            Self::Scim(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<ScimClientError> for ExportFailure {
+    fn from(e: ScimClientError) -> Self {
+        Self::Scim(e)
+    }
+}
+
+fn id_of(resource: &Value) -> Option<String> {
+    resource
+        .get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+impl SyncContext {
+    /// The deletion threshold that applies to `deletes` against `exported` joined objects.
+    fn threshold_exceeded(&self, deletes: u64, exported: u64) -> bool {
+        let over_count = deletes > self.deletion_threshold;
+        let over_percent = self.deletion_threshold_percent.is_some_and(|p| {
+            exported > 0 && deletes.saturating_mul(100) > exported.saturating_mul(u64::from(p))
+        });
+        over_count || over_percent
+    }
+
+    /// Sends the pending exports, except those of objects in `failed` (already tried in this
+    /// run); objects that fail are added to it.
+    pub(crate) async fn export(
+        &self,
+        counts: &mut RunCounts,
+        failed: &mut HashSet<String>,
+    ) -> Result<Outcome, SyncError> {
+        let mut pending = self.store.pending_exports().await?;
+        pending.retain(|p| !failed.contains(&p.guid));
+        if self.staging {
+            return Ok(Outcome::Held(format!(
+                "staging mode: {} pending export(s) not sent; see `idbridge sync preview`",
+                pending.len()
+            )));
+        }
+        if pending.is_empty() {
+            return Ok(Outcome::Done);
+        }
+        let deletes = pending
+            .iter()
+            .filter(|p| p.action == ExportAction::Deprovision)
+            .count() as u64;
+        if deletes > 0 {
+            let approved = self.store.approved_deletes().await?;
+            let exported = self.store.cloud_object_count().await?;
+            if deletes > approved && self.threshold_exceeded(deletes, exported) {
+                return Ok(Outcome::Held(format!(
+                    "{deletes} deletion(s) pending exceed the deletion threshold ({}{}); \
+                     nothing was exported. Review them with `idbridge sync preview` and run \
+                     `idbridge sync allow-deletes` to let them through",
+                    self.deletion_threshold,
+                    self.deletion_threshold_percent
+                        .map(|p| format!(" or {p}%"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        let client = ScimClient::connect(self.scim.clone()).await?;
+        let mut provisioned = 0u64;
+        for export in &pending {
+            let joined = self.store.cloud_object(&export.guid).await?;
+            let result = self.export_one(&client, export, joined.as_ref()).await;
+            let mut tx = self.store.begin().await?;
+            match result {
+                Ok(confirmed) => {
+                    match (&export.action, confirmed) {
+                        (ExportAction::Deprovision, _) => {
+                            counts.deletes += 1;
+                            tx.delete_cloud_object(&export.guid).await?;
+                            if self
+                                .store
+                                .ad_object(&export.guid)
+                                .await?
+                                .is_some_and(|o| o.deleted)
+                            {
+                                tx.forget_ad_object(&export.guid).await?;
+                            }
+                        }
+                        (action, Some(cloud)) => {
+                            if *action == ExportAction::Provision || joined.is_none() {
+                                counts.adds += 1;
+                                provisioned += 1;
+                            } else {
+                                counts.updates += 1;
+                            }
+                            tx.put_cloud_object(&cloud).await?;
+                        }
+                        (_, None) => {}
+                    }
+                    tx.delete_pending_export(&export.guid).await?;
+                    tx.clear_error(&export.guid).await?;
+                }
+                Err(failure) => {
+                    counts.errors += 1;
+                    failed.insert(export.guid.clone());
+                    let message = failure.to_string();
+                    tracing::warn!(dn = %export.dn, %message, "export failed");
+                    tx.set_error(&export.guid, &export.dn, "export", &message, self.now())
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        let mut tx = self.store.begin().await?;
+        if deletes > 0 {
+            tx.consume_approved_deletes().await?;
+        }
+        if provisioned > 0 {
+            tx.retry_unresolved_refs().await?;
+        }
+        tx.commit().await?;
+        Ok(Outcome::Done)
+    }
+
+    /// Sends one pending export; returns the cloud object as now confirmed (None for a
+    /// deprovision).
+    async fn export_one(
+        &self,
+        client: &ScimClient,
+        export: &PendingExport,
+        joined: Option<&CloudObject>,
+    ) -> Result<Option<CloudObject>, ExportFailure> {
+        let kind = resource_type(export.kind);
+        let confirmed = |cloud_id: String| CloudObject {
+            guid: export.guid.clone(),
+            kind: export.kind,
+            cloud_id,
+            anchor: export.anchor.clone(),
+            doc: export.doc.clone(),
+        };
+        match (export.action, joined) {
+            (ExportAction::Deprovision, Some(cloud)) => {
+                match (self.deprovision, export.kind) {
+                    (Deprovision::Disable, CloudKind::User) => {
+                        let ops = [PatchOp::Replace {
+                            path: "active".into(),
+                            value: json!(false),
+                        }];
+                        match client.patch(kind, &cloud.cloud_id, &ops).await {
+                            Err(e) if e.status() == Some(404) => {}
+                            other => {
+                                other?;
+                            }
+                        }
+                    }
+                    _ => client.delete(kind, &cloud.cloud_id).await?,
+                }
+                Ok(None)
+            }
+            (ExportAction::Deprovision, None) => Ok(None),
+            (_, Some(cloud)) => {
+                match self
+                    .patch_to(client, export, &cloud.cloud_id, &cloud.doc)
+                    .await
+                {
+                    Err(ExportFailure::Scim(e)) if e.status() == Some(404) => {
+                        // Deleted in the cloud behind our back: provision it again.
+                        let id = self.provision(client, export).await?;
+                        Ok(Some(confirmed(id)))
+                    }
+                    other => other.map(|()| Some(confirmed(cloud.cloud_id.clone()))),
+                }
+            }
+            (_, None) => {
+                let id = self.provision(client, export).await?;
+                Ok(Some(confirmed(id)))
+            }
+        }
+    }
+
+    async fn patch_to(
+        &self,
+        client: &ScimClient,
+        export: &PendingExport,
+        id: &str,
+        current: &Value,
+    ) -> Result<(), ExportFailure> {
+        let managed = managed_attributes(&[current, &export.doc]);
+        let managed: Vec<&str> = managed.iter().map(String::as_str).collect();
+        let ops = minimal_patch(current, &export.doc, &managed);
+        if !ops.is_empty() {
+            client.patch(resource_type(export.kind), id, &ops).await?;
+        }
+        Ok(())
+    }
+
+    /// Joins an existing cloud object (hard match on the anchor, then the soft matches) or
+    /// creates one; returns its id.
+    async fn provision(
+        &self,
+        client: &ScimClient,
+        export: &PendingExport,
+    ) -> Result<String, ExportFailure> {
+        let kind = resource_type(export.kind);
+        for (position, (path, value)) in export.join.iter().enumerate() {
+            let found = client.search(kind, &eq_filter(path, value), 2).await?;
+            let Some(candidate) = found.first() else {
+                continue;
+            };
+            if found.len() > 1 {
+                return Err(ExportFailure::Conflict(format!(
+                    "several cloud {}s match {path} = {value:?}; resolve the duplicate in the cloud",
+                    export.kind.name()
+                )));
+            }
+            let Some(id) = id_of(candidate) else { continue };
+            let holder_anchor = sync_extension(candidate, export.kind)
+                .and_then(|e| e.get("immutableId"))
+                .and_then(Value::as_str);
+            // Soft matches (position > 0) only take cloud objects no on-premises object holds.
+            if position > 0 {
+                if let Some(other) = holder_anchor.filter(|a| *a != export.anchor) {
+                    return Err(ExportFailure::Conflict(format!(
+                        "cloud {} {id} matches on {path} = {value:?} but is already joined to \
+                         another on-premises object (immutableId {other})",
+                        export.kind.name()
+                    )));
+                }
+                tracing::info!(dn = %export.dn, cloud_id = %id, %path, "soft match");
+            }
+            self.patch_to(client, export, &id, candidate).await?;
+            return Ok(id);
+        }
+        match client.create(kind, &export.doc).await {
+            Ok(created) => id_of(&created).ok_or_else(|| {
+                ExportFailure::Conflict("the SCIM server created the object without an id".into())
+            }),
+            Err(e) if e.status() == Some(409) => Err(ExportFailure::Conflict(format!(
+                "the cloud refused to create it: {e}. Another cloud object (possibly a \
+                 soft-deleted one) holds the same unique value; restore, rename or purge it"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eq_filter;
+
+    #[test]
+    fn filters_follow_the_scim_grammar() {
+        assert_eq!(eq_filter("userName", "a\"b\\c"), r#"userName eq "a\"b\\c""#);
+        assert_eq!(
+            eq_filter(r#"emails[type eq "work"].value"#, "x@y"),
+            r#"emails[type eq "work" and value eq "x@y"]"#
+        );
+    }
+}

@@ -1,0 +1,339 @@
+//! Object sync: run profiles over the engine core (`idbridge-engine`), with the AD connector
+//! (`idbridge-ad`), the store and a SCIM client at the edges.
+//!
+//! Profiles: full import (paged search, then objects not seen are gone), delta import (DirSync
+//! from the stored cookie), full sync (every object through the rules), delta sync (changed
+//! objects only), export (pending exports to the SCIM server), and the cycle that chains them.
+//! Runs on one store never overlap: each takes the store's lock file and waits for it.
+
+mod export;
+mod import;
+mod preview;
+pub mod store;
+mod synchronize;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idbridge_ad::AdSettings;
+use idbridge_core::{Clock, Dn, Secret};
+use idbridge_engine::scope::{LdapFilter, OuScope};
+use idbridge_engine::SyncScope;
+use idbridge_rules::RuleSet;
+use idbridge_scim_client::{RetryPolicy, ScimClientConfig};
+use serde::Serialize;
+
+use crate::config::{AgentConfig, Deprovision};
+pub use preview::ObjectPreview;
+pub use store::{ObjectError, PendingExport, RunCounts, RunRecord, SyncStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("sync configuration: {0}")]
+    Config(String),
+    #[error("rules file {path}: {errors}")]
+    Rules { path: String, errors: String },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("Active Directory: {0}")]
+    Ad(#[from] idbridge_ad::AdError),
+    #[error("SCIM server: {0}")]
+    Scim(#[from] idbridge_scim_client::ScimClientError),
+    #[error("the run lock {path}: {reason}")]
+    Lock { path: String, reason: String },
+}
+
+/// A run profile (the CLI's `idbridge sync <profile>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    FullImport,
+    DeltaImport,
+    FullSync,
+    DeltaSync,
+    Export,
+    /// Delta import (full import when there is no cookie yet), delta sync, export.
+    Cycle,
+    /// Full import, full sync, export.
+    FullCycle,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::FullImport => "full-import",
+            Profile::DeltaImport => "delta-import",
+            Profile::FullSync => "full-sync",
+            Profile::DeltaSync => "delta-sync",
+            Profile::Export => "export",
+            Profile::Cycle => "cycle",
+            Profile::FullCycle => "full-cycle",
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub id: i64,
+    pub profile: &'static str,
+    /// `success`, `completed-with-errors`, `held` (deletion threshold or staging) or `failed`.
+    pub status: String,
+    #[serde(flatten)]
+    pub counts: RunCounts,
+    pub message: String,
+    pub duration_ms: u128,
+}
+
+/// Everything a run needs, resolved from the configuration once.
+pub struct SyncContext {
+    pub store: SyncStore,
+    pub rules: RuleSet,
+    pub scope: SyncScope,
+    pub base_dn: Dn,
+    pub ad: AdSettings,
+    pub scim: ScimClientConfig,
+    pub deprovision: Deprovision,
+    pub deletion_threshold: u64,
+    pub deletion_threshold_percent: Option<u8>,
+    pub staging: bool,
+    pub clock: Arc<dyn Clock>,
+    lock_path: PathBuf,
+}
+
+fn parse_dns(what: &str, list: &[String]) -> Result<Vec<Dn>, SyncError> {
+    list.iter()
+        .map(|s| Dn::parse(s).map_err(|e| SyncError::Config(format!("{what} {s:?}: {e}"))))
+        .collect()
+}
+
+fn read_pem(path: &Option<PathBuf>, what: &str) -> Result<Option<Vec<u8>>, SyncError> {
+    path.as_ref()
+        .map(|p| {
+            std::fs::read(p).map_err(|e| SyncError::Config(format!("{what} {}: {e}", p.display())))
+        })
+        .transpose()
+}
+
+impl SyncContext {
+    pub async fn open(config: &AgentConfig, clock: Arc<dyn Clock>) -> Result<Self, SyncError> {
+        let sync = &config.sync;
+        let rules = match &sync.rules {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    SyncError::Config(format!("rules file {}: {e}", path.display()))
+                })?;
+                RuleSet::load(&path.display().to_string(), &text)
+            }
+            None => RuleSet::default_rules(),
+        }
+        .map_err(|errors| SyncError::Rules {
+            path: sync
+                .rules
+                .as_ref()
+                .map_or("(default rules)".into(), |p| p.display().to_string()),
+            errors: errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        })?;
+        let scope = SyncScope {
+            ous: OuScope {
+                include: parse_dns("sync.include_ous", &sync.include_ous)?,
+                exclude: parse_dns("sync.exclude_ous", &sync.exclude_ous)?,
+            },
+            filter: sync
+                .filter
+                .as_deref()
+                .map(|f| {
+                    LdapFilter::parse(f).map_err(|e| SyncError::Config(format!("sync.filter: {e}")))
+                })
+                .transpose()?,
+            pilot_group: sync
+                .pilot_group
+                .as_deref()
+                .map(|g| {
+                    Dn::parse(g).map_err(|e| SyncError::Config(format!("sync.pilot_group: {e}")))
+                })
+                .transpose()?,
+        };
+        let base_dn = Dn::parse(&config.ad.base_dn)
+            .map_err(|e| SyncError::Config(format!("ad.base_dn: {e}")))?;
+        std::fs::create_dir_all(&config.storage.data_dir).map_err(|e| {
+            SyncError::Config(format!(
+                "storage.data_dir {}: {e}",
+                config.storage.data_dir.display()
+            ))
+        })?;
+        let database_url = sync.database_url.clone().unwrap_or_else(|| {
+            Secret::new(format!(
+                "sqlite://{}?mode=rwc",
+                config.storage.data_dir.join("sync.db").display()
+            ))
+        });
+        let store = SyncStore::open(&database_url).await?;
+        let ad = AdSettings {
+            url: config.ad.ldap_url(),
+            bind_upn: config.ad.account.clone(),
+            password: config.ad.password.clone(),
+            ca_cert_pem: read_pem(&config.ad.ca_cert, "ad.ca_cert")?,
+            timeout: Duration::from_secs(30),
+        };
+        let scim = ScimClientConfig {
+            base_url: sync
+                .scim_url
+                .clone()
+                .unwrap_or_else(|| format!("{}/scim/v2", config.cloud.url.trim_end_matches('/'))),
+            token: sync
+                .scim_token
+                .clone()
+                .unwrap_or_else(|| config.cloud.token.clone()),
+            ca_cert_pem: read_pem(&config.cloud.ca_cert, "cloud.ca_cert")?,
+            timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        };
+        Ok(Self {
+            store,
+            rules,
+            scope,
+            base_dn,
+            ad,
+            scim,
+            deprovision: sync.deprovision,
+            deletion_threshold: sync.deletion_threshold,
+            deletion_threshold_percent: sync.deletion_threshold_percent,
+            staging: sync.staging,
+            clock,
+            lock_path: config.storage.data_dir.join("sync.lock"),
+        })
+    }
+
+    fn now(&self) -> i64 {
+        let now = self.clock.now();
+        i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    /// Runs one profile to its end and records it in the run history.
+    pub async fn run(&self, profile: Profile) -> Result<RunReport, SyncError> {
+        let _lock = self.lock().await?;
+        self.store.close_interrupted_runs(self.now()).await?;
+        let started = std::time::Instant::now();
+        let id = self.store.start_run(profile.name(), self.now()).await?;
+        tracing::info!(run = id, profile = profile.name(), "sync run started");
+        let mut counts = RunCounts::default();
+        let outcome = self.run_steps(profile, &mut counts).await;
+        let (status, message) = match &outcome {
+            Ok(Outcome::Done) if counts.errors > 0 => (
+                "completed-with-errors".to_string(),
+                format!(
+                    "{} object(s) in error: see `idbridge sync errors`",
+                    counts.errors
+                ),
+            ),
+            Ok(Outcome::Done) => ("success".to_string(), String::new()),
+            Ok(Outcome::Held(why)) => ("held".to_string(), why.clone()),
+            Err(e) => ("failed".to_string(), e.to_string()),
+        };
+        if profile == Profile::Cycle && status == "success" && counts == RunCounts::default() {
+            // The daemon polls every second: a cycle that changed nothing is not history.
+            self.store.delete_run(id).await?;
+            return Ok(RunReport {
+                id,
+                profile: profile.name(),
+                status,
+                counts,
+                message,
+                duration_ms: started.elapsed().as_millis(),
+            });
+        }
+        self.store
+            .finish_run(id, self.now(), &status, &counts, &message)
+            .await?;
+        tracing::info!(
+            run = id,
+            profile = profile.name(),
+            status,
+            adds = counts.adds,
+            updates = counts.updates,
+            renames = counts.renames,
+            deletes = counts.deletes,
+            errors = counts.errors,
+            "sync run finished"
+        );
+        outcome?;
+        Ok(RunReport {
+            id,
+            profile: profile.name(),
+            status,
+            counts,
+            message,
+            duration_ms: started.elapsed().as_millis(),
+        })
+    }
+
+    async fn run_steps(
+        &self,
+        profile: Profile,
+        counts: &mut RunCounts,
+    ) -> Result<Outcome, SyncError> {
+        match profile {
+            Profile::FullImport => self.full_import(counts).await?,
+            Profile::DeltaImport => self.delta_import(counts).await?,
+            Profile::FullSync => self.synchronize(true, counts).await?,
+            Profile::DeltaSync => self.synchronize(false, counts).await?,
+            Profile::Export => return self.export_and_resolve(counts).await,
+            Profile::Cycle | Profile::FullCycle => {
+                if profile == Profile::FullCycle || self.store.cookie().await?.is_none() {
+                    self.full_import(counts).await?;
+                } else {
+                    self.delta_import(counts).await?;
+                }
+                self.synchronize(profile == Profile::FullCycle, counts)
+                    .await?;
+                return self.export_and_resolve(counts).await;
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Exports, and when new cloud objects let held-back references resolve (a group whose
+    /// members were exported in the same run), syncs and exports those objects once more.
+    async fn export_and_resolve(&self, counts: &mut RunCounts) -> Result<Outcome, SyncError> {
+        let mut failed = HashSet::new();
+        let outcome = self.export(counts, &mut failed).await?;
+        if matches!(outcome, Outcome::Done) && self.store.has_pending_sync().await? {
+            self.synchronize(false, counts).await?;
+            return self.export(counts, &mut failed).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Waits for the store's run lock (another run, by the daemon or the CLI, may hold it).
+    async fn lock(&self) -> Result<File, SyncError> {
+        let path = self.lock_path.clone();
+        let err = |reason: String| SyncError::Lock {
+            path: path.display().to_string(),
+            reason,
+        };
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| err(e.to_string()))?;
+        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .map_err(|e| err(e.to_string()))
+    }
+}
+
+/// An export either ran, or held on purpose (staging mode, deletion threshold).
+pub(crate) enum Outcome {
+    Done,
+    Held(String),
+}

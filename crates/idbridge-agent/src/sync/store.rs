@@ -1,0 +1,724 @@
+//! The sync engine's persistent state: connector spaces, metaverse, pending exports, object
+//! errors, run history and the DirSync cookie, on SQLite or PostgreSQL (`idbridge-db`).
+//!
+//! Crash safety comes from the unit of each write: an imported batch and the cookie that covers
+//! it commit together; an object's sync result (metaverse, pending export, error) commits
+//! together; an export's confirmation (cloud object, pending export removed) commits together.
+
+use std::collections::{HashMap, HashSet};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use idbridge_core::{Dn, ObjectGuid, Secret};
+use idbridge_db::{Database, DbError, DbTx, Schema};
+use idbridge_engine::{decode_values, AdObject, CloudKind};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+const SCHEMA: Schema = Schema {
+    version_table: "agent_schema",
+    sqlite: &[(1, include_str!("../../migrations/sqlite/0001_sync.sql"))],
+    postgres: &[(1, include_str!("../../migrations/postgres/0001_sync.sql"))],
+};
+
+const COOKIE_KEY: &str = "dirsync_cookie";
+const GENERATION_KEY: &str = "import_generation";
+const APPROVED_DELETES_KEY: &str = "approved_deletes";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the stored object {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(DbError::Database(e))
+    }
+}
+
+fn corrupt(key: &str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+#[derive(Clone)]
+pub struct SyncStore {
+    db: Database,
+}
+
+pub struct Tx {
+    tx: DbTx,
+}
+
+/// A cloud object joined to an AD object, as last confirmed by the cloud.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CloudObject {
+    pub guid: String,
+    pub kind: CloudKind,
+    pub cloud_id: String,
+    pub anchor: String,
+    pub doc: Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportAction {
+    Provision,
+    Update,
+    Deprovision,
+}
+
+impl ExportAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Provision => "provision",
+            Self::Update => "update",
+            Self::Deprovision => "deprovision",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Provision, Self::Update, Self::Deprovision]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+/// A change the sync decided and the export has not yet confirmed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PendingExport {
+    pub guid: String,
+    pub dn: String,
+    #[serde(serialize_with = "kind_name")]
+    pub kind: CloudKind,
+    pub action: ExportAction,
+    pub anchor: String,
+    /// The desired cloud document (empty object for a deprovision).
+    pub doc: Value,
+    /// Join conditions (cloud attribute path, value), hard match first.
+    pub join: Vec<(String, String)>,
+    /// Some references could not be resolved yet; the object is synced again after exports.
+    pub unresolved: bool,
+}
+
+fn kind_name<S: serde::Serializer>(kind: &CloudKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(kind.name())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ObjectError {
+    pub guid: String,
+    pub dn: String,
+    pub stage: String,
+    pub message: String,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RunCounts {
+    pub adds: i64,
+    pub updates: i64,
+    pub renames: i64,
+    pub deletes: i64,
+    pub errors: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub profile: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: String,
+    #[serde(flatten)]
+    pub counts: RunCounts,
+    pub message: String,
+}
+
+fn parse_ad_object(row: &AnyRow) -> Result<AdObject, StoreError> {
+    let guid: String = row.try_get("guid")?;
+    let dn: String = row.try_get("dn")?;
+    let attrs: String = row.try_get("attrs")?;
+    let attrs: Value = serde_json::from_str(&attrs).map_err(|e| corrupt(&guid, e))?;
+    Ok(AdObject {
+        guid: ObjectGuid::parse(&guid).map_err(|e| corrupt(&guid, e))?,
+        dn: Dn::parse(&dn).map_err(|e| corrupt(&guid, e))?,
+        class: row.try_get("class")?,
+        attrs: decode_values(&attrs).map_err(|e| corrupt(&guid, e))?,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+    })
+}
+
+fn parse_cloud_object(row: &AnyRow) -> Result<CloudObject, StoreError> {
+    let guid: String = row.try_get("guid")?;
+    let kind: String = row.try_get("kind")?;
+    let doc: String = row.try_get("doc")?;
+    Ok(CloudObject {
+        kind: CloudKind::parse(&kind).ok_or_else(|| corrupt(&guid, format!("kind {kind}")))?,
+        cloud_id: row.try_get("cloud_id")?,
+        anchor: row.try_get("anchor")?,
+        doc: serde_json::from_str(&doc).map_err(|e| corrupt(&guid, e))?,
+        guid,
+    })
+}
+
+fn parse_pending(row: &AnyRow) -> Result<PendingExport, StoreError> {
+    let guid: String = row.try_get("guid")?;
+    let kind: String = row.try_get("kind")?;
+    let action: String = row.try_get("action")?;
+    let doc: String = row.try_get("doc")?;
+    let join: String = row.try_get("join_keys")?;
+    Ok(PendingExport {
+        kind: CloudKind::parse(&kind).ok_or_else(|| corrupt(&guid, format!("kind {kind}")))?,
+        action: ExportAction::parse(&action)
+            .ok_or_else(|| corrupt(&guid, format!("action {action}")))?,
+        dn: row.try_get("dn")?,
+        anchor: row.try_get("anchor")?,
+        doc: serde_json::from_str(&doc).map_err(|e| corrupt(&guid, e))?,
+        join: serde_json::from_str(&join).map_err(|e| corrupt(&guid, e))?,
+        unresolved: row.try_get::<i64, _>("unresolved")? != 0,
+        guid,
+    })
+}
+
+impl SyncStore {
+    pub async fn open(url: &Secret) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Database::open(url, &SCHEMA).await?,
+        })
+    }
+
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(Tx {
+            tx: self.db.begin().await?,
+        })
+    }
+
+    pub async fn cookie(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(text) = self.state(COOKIE_KEY).await? else {
+            return Ok(None);
+        };
+        B64.decode(text)
+            .map(Some)
+            .map_err(|e| corrupt(COOKIE_KEY, e))
+    }
+
+    async fn state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query("SELECT value FROM agent_state WHERE key = $1")
+            .bind(key)
+            .fetch_optional(self.db.pool())
+            .await?
+            .map(|r| r.try_get("value"))
+            .transpose()?)
+    }
+
+    /// Objects changed since they were last synced, `limit` at a time (in GUID order after `after`).
+    pub async fn pending_sync(&self, after: &str, limit: i64) -> Result<Vec<AdObject>, StoreError> {
+        sqlx::query(
+            "SELECT guid, dn, class, attrs, deleted FROM ad_objects \
+             WHERE pending_sync = 1 AND guid > $1 ORDER BY guid LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?
+        .iter()
+        .map(parse_ad_object)
+        .collect()
+    }
+
+    /// Deletions an administrator let through the threshold (`idbridge sync allow-deletes`).
+    pub async fn approved_deletes(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .state(APPROVED_DELETES_KEY)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub async fn cloud_object_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM cloud_objects")
+            .fetch_one(self.db.pool())
+            .await?
+            .try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub async fn has_pending_sync(&self) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT guid FROM ad_objects WHERE pending_sync = 1 LIMIT 1")
+                .fetch_optional(self.db.pool())
+                .await?
+                .is_some(),
+        )
+    }
+
+    pub async fn ad_object(&self, guid: &str) -> Result<Option<AdObject>, StoreError> {
+        sqlx::query("SELECT guid, dn, class, attrs, deleted FROM ad_objects WHERE guid = $1")
+            .bind(guid)
+            .fetch_optional(self.db.pool())
+            .await?
+            .as_ref()
+            .map(parse_ad_object)
+            .transpose()
+    }
+
+    /// The AD object at a DN (normalized comparison).
+    pub async fn ad_object_by_dn(&self, dn: &Dn) -> Result<Option<AdObject>, StoreError> {
+        sqlx::query(
+            "SELECT guid, dn, class, attrs, deleted FROM ad_objects WHERE dn_key = $1 AND deleted = 0",
+        )
+        .bind(dn.normalized())
+        .fetch_optional(self.db.pool())
+        .await?
+        .as_ref()
+        .map(parse_ad_object)
+        .transpose()
+    }
+
+    /// Normalized DN -> cloud id, for the exported objects among `dn_keys` (reference resolution).
+    pub async fn cloud_ids_for(
+        &self,
+        dn_keys: &HashSet<String>,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let keys: Vec<&String> = dn_keys.iter().collect();
+        let mut ids = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT a.dn_key, c.cloud_id FROM ad_objects a JOIN cloud_objects c \
+                 ON a.guid = c.guid WHERE a.dn_key IN ({})",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for key in chunk {
+                query = query.bind(key.as_str());
+            }
+            for row in query.fetch_all(self.db.pool()).await? {
+                ids.insert(row.try_get("dn_key")?, row.try_get("cloud_id")?);
+            }
+        }
+        Ok(ids)
+    }
+
+    pub async fn cloud_object(&self, guid: &str) -> Result<Option<CloudObject>, StoreError> {
+        sqlx::query("SELECT guid, kind, cloud_id, anchor, doc FROM cloud_objects WHERE guid = $1")
+            .bind(guid)
+            .fetch_optional(self.db.pool())
+            .await?
+            .as_ref()
+            .map(parse_cloud_object)
+            .transpose()
+    }
+
+    pub async fn pending_exports(&self) -> Result<Vec<PendingExport>, StoreError> {
+        sqlx::query(
+            "SELECT guid, dn, kind, action, anchor, doc, join_keys, unresolved \
+             FROM pending_exports ORDER BY kind DESC, dn",
+        )
+        .fetch_all(self.db.pool())
+        .await?
+        .iter()
+        .map(parse_pending)
+        .collect()
+    }
+
+    pub async fn pending_export(&self, guid: &str) -> Result<Option<PendingExport>, StoreError> {
+        sqlx::query(
+            "SELECT guid, dn, kind, action, anchor, doc, join_keys, unresolved \
+             FROM pending_exports WHERE guid = $1",
+        )
+        .bind(guid)
+        .fetch_optional(self.db.pool())
+        .await?
+        .as_ref()
+        .map(parse_pending)
+        .transpose()
+    }
+
+    pub async fn errors(&self) -> Result<Vec<ObjectError>, StoreError> {
+        let rows =
+            sqlx::query("SELECT guid, dn, stage, message, at FROM object_errors ORDER BY dn")
+                .fetch_all(self.db.pool())
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ObjectError {
+                    guid: r.try_get("guid")?,
+                    dn: r.try_get("dn")?,
+                    stage: r.try_get("stage")?,
+                    message: r.try_get("message")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn runs(&self, limit: i64) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, profile, started_at, finished_at, status, adds, updates, renames, \
+             deletes, errors, message FROM runs ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunRecord {
+                    id: r.try_get("id")?,
+                    profile: r.try_get("profile")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    status: r.try_get("status")?,
+                    counts: RunCounts {
+                        adds: r.try_get("adds")?,
+                        updates: r.try_get("updates")?,
+                        renames: r.try_get("renames")?,
+                        deletes: r.try_get("deletes")?,
+                        errors: r.try_get("errors")?,
+                    },
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn start_run(&self, profile: &str, now: i64) -> Result<i64, StoreError> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO runs (profile, started_at, status) VALUES ($1, $2, 'running') RETURNING id",
+        )
+        .bind(profile)
+        .bind(now)
+        .fetch_one(tx.tx.conn())
+        .await?;
+        let id = row.try_get("id")?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn finish_run(
+        &self,
+        id: i64,
+        now: i64,
+        status: &str,
+        counts: &RunCounts,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE runs SET finished_at = $2, status = $3, adds = $4, updates = $5, \
+             renames = $6, deletes = $7, errors = $8, message = $9 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(status)
+        .bind(counts.adds)
+        .bind(counts.updates)
+        .bind(counts.renames)
+        .bind(counts.deletes)
+        .bind(counts.errors)
+        .bind(message)
+        .execute(tx.tx.conn())
+        .await?;
+        tx.commit().await
+    }
+
+    pub async fn delete_run(&self, id: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM runs WHERE id = $1")
+            .bind(id)
+            .execute(tx.tx.conn())
+            .await?;
+        tx.commit().await
+    }
+
+    /// A run left `running` by a process that died is marked as interrupted.
+    pub async fn close_interrupted_runs(&self, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE runs SET status = 'interrupted', finished_at = $1 WHERE status = 'running'",
+        )
+        .bind(now)
+        .execute(tx.tx.conn())
+        .await?;
+        tx.commit().await
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+
+    pub async fn set_cookie(&mut self, cookie: &[u8]) -> Result<(), StoreError> {
+        self.set_state(COOKIE_KEY, &B64.encode(cookie)).await
+    }
+
+    async fn set_state(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agent_state (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(self.tx.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Lets the next export delete up to `count` objects regardless of the threshold.
+    pub async fn approve_deletes(&mut self, count: u64) -> Result<(), StoreError> {
+        self.set_state(APPROVED_DELETES_KEY, &count.to_string())
+            .await
+    }
+
+    pub async fn consume_approved_deletes(&mut self) -> Result<(), StoreError> {
+        self.set_state(APPROVED_DELETES_KEY, "0").await
+    }
+
+    /// Starts a full import: returns its generation number (objects not seen again are gone).
+    pub async fn next_generation(&mut self) -> Result<i64, StoreError> {
+        let current: Option<String> = sqlx::query("SELECT value FROM agent_state WHERE key = $1")
+            .bind(GENERATION_KEY)
+            .fetch_optional(self.tx.conn())
+            .await?
+            .map(|r| r.try_get("value"))
+            .transpose()?;
+        let next = current.and_then(|c| c.parse::<i64>().ok()).unwrap_or(0) + 1;
+        self.set_state(GENERATION_KEY, &next.to_string()).await?;
+        Ok(next)
+    }
+
+    pub async fn ad_object(&mut self, guid: &str) -> Result<Option<AdObject>, StoreError> {
+        sqlx::query("SELECT guid, dn, class, attrs, deleted FROM ad_objects WHERE guid = $1")
+            .bind(guid)
+            .fetch_optional(self.tx.conn())
+            .await?
+            .as_ref()
+            .map(parse_ad_object)
+            .transpose()
+    }
+
+    /// Stores an imported object, marked for sync.
+    pub async fn put_ad_object(
+        &mut self,
+        object: &AdObject,
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ad_objects (guid, dn, dn_key, class, attrs, deleted, pending_sync, import_generation) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7) \
+             ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, dn_key = excluded.dn_key, \
+             class = excluded.class, attrs = excluded.attrs, deleted = excluded.deleted, \
+             pending_sync = 1, import_generation = excluded.import_generation",
+        )
+        .bind(object.guid.to_string())
+        .bind(object.dn.to_string())
+        .bind(object.dn.normalized())
+        .bind(&object.class)
+        .bind(object.encode_attrs().to_string())
+        .bind(i64::from(object.deleted))
+        .bind(generation)
+        .execute(self.tx.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Records that a full import saw an unchanged object (keeps it out of the sweep).
+    pub async fn touch_ad_object(&mut self, guid: &str, generation: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE ad_objects SET import_generation = $2 WHERE guid = $1")
+            .bind(guid)
+            .bind(generation)
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// After a full import: objects it did not see are gone from AD.
+    pub async fn sweep_unseen(&mut self, generation: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE ad_objects SET deleted = 1, pending_sync = 1 \
+             WHERE import_generation < $1 AND deleted = 0",
+        )
+        .bind(generation)
+        .execute(self.tx.conn())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn mark_all_pending(&mut self) -> Result<(), StoreError> {
+        sqlx::query("UPDATE ad_objects SET pending_sync = 1")
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_pending(&mut self, guid: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE ad_objects SET pending_sync = 1 WHERE guid = $1")
+            .bind(guid)
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn clear_pending(&mut self, guid: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE ad_objects SET pending_sync = 0 WHERE guid = $1")
+            .bind(guid)
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets an AD object that is deleted and no longer joined to anything.
+    pub async fn forget_ad_object(&mut self, guid: &str) -> Result<(), StoreError> {
+        for table in ["ad_objects", "metaverse"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE guid = $1"))
+                .bind(guid)
+                .execute(self.tx.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn forget_metaverse(&mut self, guid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM metaverse WHERE guid = $1")
+            .bind(guid)
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Records whether the object's last rendering left references unresolved.
+    pub async fn set_unresolved_refs(
+        &mut self,
+        guid: &str,
+        unresolved: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE ad_objects SET unresolved_refs = $2 WHERE guid = $1")
+            .bind(guid)
+            .bind(i64::from(unresolved))
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// New cloud objects exist: objects waiting for a reference target are synced again.
+    pub async fn retry_unresolved_refs(&mut self) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE ad_objects SET pending_sync = 1 WHERE unresolved_refs = 1")
+            .execute(self.tx.conn())
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn put_metaverse(
+        &mut self,
+        guid: &str,
+        mv_type: &str,
+        anchor: &str,
+        attrs: &Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO metaverse (guid, mv_type, anchor, attrs) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (guid) DO UPDATE SET mv_type = excluded.mv_type, \
+             anchor = excluded.anchor, attrs = excluded.attrs",
+        )
+        .bind(guid)
+        .bind(mv_type)
+        .bind(anchor)
+        .bind(attrs.to_string())
+        .execute(self.tx.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn put_pending_export(&mut self, export: &PendingExport) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO pending_exports (guid, dn, kind, action, anchor, doc, join_keys, unresolved) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, kind = excluded.kind, \
+             action = excluded.action, anchor = excluded.anchor, doc = excluded.doc, \
+             join_keys = excluded.join_keys, unresolved = excluded.unresolved",
+        )
+        .bind(&export.guid)
+        .bind(&export.dn)
+        .bind(export.kind.name())
+        .bind(export.action.as_str())
+        .bind(&export.anchor)
+        .bind(export.doc.to_string())
+        .bind(serde_json::to_string(&export.join).unwrap_or_else(|_| "[]".into()))
+        .bind(i64::from(export.unresolved))
+        .execute(self.tx.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_pending_export(&mut self, guid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM pending_exports WHERE guid = $1")
+            .bind(guid)
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn put_cloud_object(&mut self, object: &CloudObject) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cloud_objects (guid, kind, cloud_id, anchor, doc) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (guid) DO UPDATE SET kind = excluded.kind, cloud_id = excluded.cloud_id, \
+             anchor = excluded.anchor, doc = excluded.doc",
+        )
+        .bind(&object.guid)
+        .bind(object.kind.name())
+        .bind(&object.cloud_id)
+        .bind(&object.anchor)
+        .bind(object.doc.to_string())
+        .execute(self.tx.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_cloud_object(&mut self, guid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM cloud_objects WHERE guid = $1")
+            .bind(guid)
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_error(
+        &mut self,
+        guid: &str,
+        dn: &str,
+        stage: &str,
+        message: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO object_errors (guid, dn, stage, message, at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, stage = excluded.stage, \
+             message = excluded.message, at = excluded.at",
+        )
+        .bind(guid)
+        .bind(dn)
+        .bind(stage)
+        .bind(message)
+        .bind(at)
+        .execute(self.tx.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn clear_error(&mut self, guid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM object_errors WHERE guid = $1")
+            .bind(guid)
+            .execute(self.tx.conn())
+            .await?;
+        Ok(())
+    }
+}

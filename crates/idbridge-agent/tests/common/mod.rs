@@ -1,0 +1,121 @@
+//! What the agent's live tests share: a real cloud directory over HTTPS and an agent.toml
+//! pointing at it and at the lab DC.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use idbridge_agent::AgentConfig;
+use idbridge_cloud::{CloudConfig, Scope};
+use idbridge_core::{Secret, SystemClock};
+use idbridge_testkit::{unique_suffix, Lab};
+
+pub struct TestCloud {
+    pub url: String,
+    pub dir: PathBuf,
+    pub sync_token: Secret,
+    pub admin_token: Secret,
+    pub http: reqwest::Client,
+    _server: idbridge_cloud::RunningServer,
+}
+
+impl TestCloud {
+    /// A cloud directory on SQLite in a fresh directory, listening on a free loopback port.
+    pub async fn start(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("idbridge-{label}-{}", unique_suffix()));
+        let config = CloudConfig::parse(&format!(
+            "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = \"{}\"\n",
+            dir.join("cloud").display()
+        ))
+        .unwrap();
+        let directory = idbridge_cloud::open_directory(config.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let sync_token = directory.create_token(label, Scope::Sync).await.unwrap();
+        let admin_token = directory
+            .create_token(&format!("{label}-admin"), Scope::Admin)
+            .await
+            .unwrap();
+        let server = idbridge_cloud::start(config, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(server.ca_cert_pem.as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        Self {
+            url: format!("https://127.0.0.1:{}", server.addr.port()),
+            dir,
+            sync_token,
+            admin_token,
+            http,
+            _server: server,
+        }
+    }
+
+    /// An agent.toml for the lab DC (as the least-privilege service account) and this cloud;
+    /// `extra` is appended (e.g. a `[sync]` table).
+    pub fn agent_config(&self, lab: &Lab, extra: &str) -> AgentConfig {
+        AgentConfig::parse(&format!(
+            r#"version = 1
+[ad]
+dc_host = "127.0.0.1"
+base_dn = "{}"
+account = "{}"
+password = "{}"
+ldap_url = "{}"
+ca_cert = "{}"
+[cloud]
+url = "{}"
+ca_cert = "{}"
+token = "{}"
+[storage]
+data_dir = "{}"
+{extra}
+"#,
+            lab.ad.base_dn,
+            lab.ad.service_account_upn,
+            lab.ad.service_account_password,
+            lab.ad.ldaps_url,
+            lab.ad.ca_cert.display(),
+            self.url,
+            self.dir.join("cloud/tls/cert.pem").display(),
+            self.sync_token.expose(),
+            self.dir.join("agent").display()
+        ))
+        .unwrap()
+    }
+
+    /// GET a SCIM path as the admin; the JSON body.
+    pub async fn scim_get(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .http
+            .get(format!("{}/scim/v2{path}", self.url))
+            .bearer_auth(self.admin_token.expose())
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    /// The cloud Users (live) whose userName matches.
+    pub async fn user_by_name(&self, user_name: &str) -> Option<serde_json::Value> {
+        let filter = format!("userName eq \"{user_name}\"");
+        let list = self
+            .http
+            .get(format!("{}/scim/v2/Users", self.url))
+            .query(&[("filter", filter)])
+            .bearer_auth(self.admin_token.expose())
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        list["Resources"]
+            .as_array()
+            .and_then(|r| r.first().cloned())
+    }
+}

@@ -1,0 +1,465 @@
+//! Object sync end to end: the lab's Samba DC (read as the least-privilege service account, full
+//! import then DirSync deltas) -> the engine (SQLite and PostgreSQL stores) -> a real cloud
+//! directory over HTTPS, checked through the cloud's SCIM API.
+// Scenario code under #[tokio::test]; failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::TestCloud;
+use idbridge_agent::sync::{Profile, RunReport, SyncContext};
+use idbridge_core::SystemClock;
+use idbridge_testkit::{Lab, TestDatabase, TestOu};
+use ldap3::Mod;
+use serde_json::{json, Value};
+
+const SYNC_EXT: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
+const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+fn quoted_utf16(password: &str) -> Vec<u8> {
+    format!("\"{password}\"")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect()
+}
+
+fn set(v: &str) -> HashSet<Vec<u8>> {
+    HashSet::from([v.as_bytes().to_vec()])
+}
+
+struct Ad<'a> {
+    ou: &'a mut TestOu,
+    realm: String,
+}
+
+impl Ad<'_> {
+    fn upn(&self, name: &str) -> String {
+        format!("{name}@{}", self.realm)
+    }
+
+    async fn add_user(&mut self, parent: &str, name: &str, extra: &[(&str, &str)]) -> String {
+        let dn = format!("CN={name},{parent}");
+        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
+            (b"objectClass".to_vec(), set("user")),
+            (b"sAMAccountName".to_vec(), set(name)),
+            (b"userPrincipalName".to_vec(), set(&self.upn(name))),
+            (b"givenName".to_vec(), set(name)),
+            (b"sn".to_vec(), set("Tester")),
+            (b"mail".to_vec(), set(&self.upn(name))),
+            // An enabled account needs a password (Samba creates password-less users disabled).
+            (
+                b"unicodePwd".to_vec(),
+                HashSet::from([quoted_utf16("Sync-test-pw-1")]),
+            ),
+            (b"userAccountControl".to_vec(), set("512")),
+        ];
+        for (k, v) in extra {
+            attrs.push((k.as_bytes().to_vec(), set(v)));
+        }
+        self.ou
+            .ldap()
+            .add(&dn, attrs)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        dn
+    }
+
+    async fn add_ou(&mut self, name: &str) -> String {
+        let dn = format!("OU={name},{}", self.ou.dn);
+        let attrs = vec![(b"objectClass".to_vec(), set("organizationalUnit"))];
+        self.ou
+            .ldap()
+            .add(&dn, attrs)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        dn
+    }
+
+    async fn add_group(&mut self, parent: &str, name: &str, members: &[&str]) -> String {
+        let dn = format!("CN={name},{parent}");
+        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
+            (b"objectClass".to_vec(), set("group")),
+            (b"sAMAccountName".to_vec(), set(name)),
+        ];
+        if !members.is_empty() {
+            let m = members.iter().map(|d| d.as_bytes().to_vec()).collect();
+            attrs.push((b"member".to_vec(), m));
+        }
+        self.ou
+            .ldap()
+            .add(&dn, attrs)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        dn
+    }
+
+    async fn modify(&mut self, dn: &str, mods: Vec<Mod<&str>>) {
+        self.ou
+            .ldap()
+            .modify(dn, mods)
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+    }
+
+    async fn replace(&mut self, dn: &str, attr: &str, value: &str) {
+        self.modify(dn, vec![Mod::Replace(attr, HashSet::from([value]))])
+            .await;
+    }
+
+    async fn move_to(&mut self, dn: &str, rdn: &str, parent: &str) -> String {
+        self.ou
+            .ldap()
+            .modifydn(dn, rdn, true, Some(parent))
+            .await
+            .unwrap()
+            .success()
+            .unwrap();
+        format!("{rdn},{parent}")
+    }
+
+    async fn delete(&mut self, dn: &str) {
+        self.ou.ldap().delete(dn).await.unwrap().success().unwrap();
+    }
+}
+
+async fn cycle(sync: &SyncContext) -> RunReport {
+    let report = sync.run(Profile::Cycle).await.unwrap();
+    assert_ne!(report.status, "failed", "{report:?}");
+    report
+}
+
+fn sync_ext(user: &Value) -> &Value {
+    &user[SYNC_EXT]
+}
+
+async fn scenario(store_url: Option<String>) {
+    let lab = Lab::load().unwrap();
+    let mut test_ou = lab.test_ou("sync").await.unwrap();
+    let cloud = TestCloud::start("sync").await;
+    let realm = lab.ad.realm.to_lowercase();
+    let mut ad = Ad {
+        ou: &mut test_ou,
+        realm,
+    };
+    let inside = ad.add_ou("In").await;
+    let outside = ad.add_ou("Out").await;
+    let suffix = &idbridge_testkit::unique_suffix()[..6];
+    let name = |n: &str| format!("{n}{suffix}");
+    let bob = ad
+        .add_user(&inside, &name("bob"), &[("title", "Boss")])
+        .await;
+    let ann = ad
+        .add_user(
+            &inside,
+            &name("ann"),
+            &[("manager", &bob), ("department", "Sales")],
+        )
+        .await;
+    ad.add_user(&outside, &name("carl"), &[]).await;
+    let group = ad.add_group(&inside, &name("team"), &[&ann, &bob]).await;
+
+    let database = match &store_url {
+        Some(url) => format!("database_url = \"{url}\"\n"),
+        None => String::new(),
+    };
+    let sync_table =
+        |extra: &str| format!("[sync]\ninclude_ous = [\"{inside}\"]\n{database}{extra}");
+    let config = cloud.agent_config(&lab, &sync_table(""));
+    let sync = SyncContext::open(&config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+
+    // First cycle: full import (no cookie yet), sync, export; the group's members resolve in
+    // the same run even though the users are created in it.
+    let first = cycle(&sync).await;
+    assert_eq!(
+        first.counts.adds,
+        3,
+        "{first:?} {:?}",
+        sync.errors().await.unwrap()
+    );
+    assert_eq!(
+        first.counts.errors,
+        0,
+        "{first:?} {:?}",
+        sync.errors().await.unwrap()
+    );
+    let ann_cloud = cloud.user_by_name(&ad.upn(&name("ann"))).await.unwrap();
+    let bob_cloud = cloud.user_by_name(&ad.upn(&name("bob"))).await.unwrap();
+    assert!(
+        cloud.user_by_name(&ad.upn(&name("carl"))).await.is_none(),
+        "out of scope"
+    );
+    assert_eq!(sync_ext(&ann_cloud)["source"], "on_premises");
+    assert_eq!(
+        sync_ext(&ann_cloud)["onPremisesDistinguishedName"],
+        ann.as_str()
+    );
+    assert_eq!(ann_cloud["active"], true);
+    assert_eq!(ann_cloud[ENTERPRISE]["department"], "Sales");
+    assert_eq!(ann_cloud[ENTERPRISE]["manager"]["value"], bob_cloud["id"]);
+    let groups = cloud
+        .scim_get(&format!(
+            "/Groups?filter=displayName%20eq%20%22{}%22",
+            name("team")
+        ))
+        .await;
+    let team = &groups["Resources"][0];
+    let members: HashSet<&str> = team["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        members,
+        HashSet::from([
+            ann_cloud["id"].as_str().unwrap(),
+            bob_cloud["id"].as_str().unwrap()
+        ])
+    );
+
+    // Nothing changed: a cycle exports nothing.
+    let idle = cycle(&sync).await;
+    assert_eq!(
+        (idle.counts.adds, idle.counts.updates, idle.counts.deletes),
+        (0, 0, 0)
+    );
+
+    // Modify, rename, disable: DirSync deltas.
+    ad.replace(&ann, "title", "Account Manager").await;
+    ad.replace(&ann, "userAccountControl", "514").await;
+    let bob = ad
+        .move_to(&bob, &format!("CN={}", name("robert")), &inside)
+        .await;
+    let changed = cycle(&sync).await;
+    assert_eq!(changed.counts.renames, 1, "{changed:?}");
+    let ann_now = cloud
+        .scim_get(&format!("/Users/{}", ann_cloud["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(ann_now["title"], "Account Manager");
+    assert_eq!(ann_now["active"], false);
+    let bob_now = cloud
+        .scim_get(&format!("/Users/{}", bob_cloud["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        sync_ext(&bob_now)["onPremisesDistinguishedName"],
+        bob.as_str()
+    );
+
+    // Membership change.
+    ad.modify(
+        &group,
+        vec![Mod::Delete("member", HashSet::from([ann.as_str()]))],
+    )
+    .await;
+    cycle(&sync).await;
+    let team_now = cloud
+        .scim_get(&format!("/Groups/{}", team["id"].as_str().unwrap()))
+        .await;
+    let members: Vec<&str> = team_now["members"]
+        .as_array()
+        .map(|m| m.iter().map(|m| m["value"].as_str().unwrap()).collect())
+        .unwrap_or_default();
+    assert_eq!(members, [bob_cloud["id"].as_str().unwrap()]);
+
+    // Soft match: a cloud-only user with the same UPN is taken over, not duplicated.
+    let dave_upn = ad.upn(&name("dave"));
+    let created = cloud
+        .http
+        .post(format!("{}/api/v1/users", cloud.url))
+        .bearer_auth(cloud.admin_token.expose())
+        .json(&json!({"userPrincipalName": dave_upn, "displayName": "Dave (cloud)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let dave_id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ad.add_user(&inside, &name("dave"), &[]).await;
+    let soft = cycle(&sync).await;
+    assert_eq!(soft.counts.errors, 0, "{:?}", sync.errors().await.unwrap());
+    let dave = cloud.user_by_name(&dave_upn).await.unwrap();
+    assert_eq!(dave["id"], dave_id.as_str(), "joined, not duplicated");
+    assert_eq!(sync_ext(&dave)["source"], "on_premises");
+
+    // Conflict: a cloud user joined to another anchor holds the UPN; the object is reported
+    // and the run goes on.
+    let eve_upn = ad.upn(&name("eve"));
+    let taken = cloud
+        .http
+        .post(format!("{}/scim/v2/Users", cloud.url))
+        .bearer_auth(cloud.sync_token.expose())
+        .json(
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", SYNC_EXT],
+                      "userName": eve_upn, SYNC_EXT: {"immutableId": "c29tZW9uZSBlbHNl"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 201);
+    let eve = ad.add_user(&inside, &name("eve"), &[]).await;
+    ad.add_user(&inside, &name("fay"), &[]).await;
+    let conflicted = cycle(&sync).await;
+    assert_eq!(conflicted.counts.errors, 1, "{conflicted:?}");
+    assert!(
+        cloud.user_by_name(&ad.upn(&name("fay"))).await.is_some(),
+        "the run went on"
+    );
+    let errors = sync.errors().await.unwrap();
+    let eve_error = errors.iter().find(|e| e.dn == eve).unwrap();
+    assert!(
+        eve_error.message.contains("already joined"),
+        "{eve_error:?}"
+    );
+
+    // Leaving scope (move out) and deletion deprovision (soft delete in the cloud).
+    let bob_id = bob_cloud["id"].as_str().unwrap().to_owned();
+    ad.move_to(&bob, &format!("CN={}", name("robert")), &outside)
+        .await;
+    ad.delete(&ann).await;
+    let gone = cycle(&sync).await;
+    let still = cloud.scim_get(&format!("/Users/{bob_id}")).await;
+    assert_eq!(gone.counts.deletes, 2, "{gone:?} bob: {still}");
+    for id in [&bob_id, ann_cloud["id"].as_str().unwrap()] {
+        let r = cloud
+            .http
+            .get(format!("{}/scim/v2/Users/{id}", cloud.url))
+            .bearer_auth(cloud.admin_token.expose())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{id} should be deleted");
+    }
+
+    // Deletion threshold: more deletions than allowed hold the export until allowed.
+    let strict = SyncContext::open(
+        &cloud.agent_config(&lab, &sync_table("deletion_threshold = 1\n")),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let dave_dn = format!("CN={},{inside}", name("dave"));
+    let fay_dn = format!("CN={},{inside}", name("fay"));
+    ad.delete(&dave_dn).await;
+    ad.delete(&fay_dn).await;
+    let held = strict.run(Profile::Cycle).await.unwrap();
+    assert_eq!(held.status, "held", "{held:?}");
+    assert!(
+        held.message.contains("deletion threshold"),
+        "{}",
+        held.message
+    );
+    assert!(
+        cloud.user_by_name(&dave_upn).await.is_some(),
+        "nothing deleted while held"
+    );
+    strict.allow_deletes(2).await.unwrap();
+    let released = strict.run(Profile::Export).await.unwrap();
+    assert_eq!(released.counts.deletes, 2, "{released:?}");
+    assert!(cloud.user_by_name(&dave_upn).await.is_none());
+
+    // Staging mode: import and sync, never export; preview shows what would go.
+    let staging = SyncContext::open(
+        &cloud.agent_config(&lab, &sync_table("staging = true\n")),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let gil = ad.add_user(&inside, &name("gil"), &[]).await;
+    let staged = staging.run(Profile::Cycle).await.unwrap();
+    assert_eq!(staged.status, "held", "{staged:?}");
+    assert!(cloud.user_by_name(&ad.upn(&name("gil"))).await.is_none());
+    let pending = staging.pending().await.unwrap();
+    assert!(pending.iter().any(|p| p.dn == gil), "{pending:?}");
+    let preview = staging.preview_object(&gil).await.unwrap();
+    assert_eq!(preview.scope, "in scope");
+    assert!(preview.rules_fired.iter().any(|r| r == "In from AD - User"));
+    assert_eq!(
+        preview.cloud.as_ref().unwrap()["userName"],
+        ad.upn(&name("gil")).as_str()
+    );
+
+    // An export interrupted after the server created the object but before we recorded it:
+    // the retry finds the object by its anchor instead of creating a duplicate.
+    let anchor = pending.iter().find(|p| p.dn == gil).unwrap().anchor.clone();
+    let lost = cloud
+        .http
+        .post(format!("{}/scim/v2/Users", cloud.url))
+        .bearer_auth(cloud.sync_token.expose())
+        .json(&pending.iter().find(|p| p.dn == gil).unwrap().doc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lost.status(), 201);
+    let retried = sync.run(Profile::Export).await.unwrap();
+    assert_eq!(
+        retried.counts.errors, 1,
+        "only eve's conflict remains: {retried:?}"
+    );
+    let found = cloud
+        .scim_get(&format!(
+            "/Users?filter={SYNC_EXT}:immutableId%20eq%20%22{}%22",
+            anchor
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D")
+        ))
+        .await;
+    assert_eq!(found["totalResults"], 1, "{found}");
+
+    // History lists every run with its counts.
+    let history = sync.history(50).await.unwrap();
+    assert!(history
+        .iter()
+        .any(|r| r.profile == "cycle" && r.counts.adds == 3));
+    assert!(history.iter().any(|r| r.status == "held"));
+
+    drop(ad);
+    test_ou.remove().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_changes_reach_the_cloud_sqlite() {
+    scenario(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_changes_reach_the_cloud_postgres() {
+    let db = TestDatabase::create("agent_sync").await.unwrap();
+    scenario(Some(db.url().to_owned())).await;
+    db.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn rule_errors_name_file_line_and_column() {
+    let lab = Lab::load().unwrap();
+    let cloud = TestCloud::start("rules").await;
+    let rules = cloud.dir.join("rules.toml");
+    std::fs::create_dir_all(&cloud.dir).unwrap();
+    std::fs::write(
+        &rules,
+        "version = 1\n[[inbound]]\nname = \"x\"\nprecedence = 1\nfrom = \"user\"\nto = \"person\"\n[inbound.flows]\ndisplayName = 'Lefft([cn], 2)'\n",
+    )
+    .unwrap();
+    let config = cloud.agent_config(&lab, &format!("[sync]\nrules = \"{}\"\n", rules.display()));
+    let Err(e) = SyncContext::open(&config, Arc::new(SystemClock)).await else {
+        panic!("a bad rules file must not load");
+    };
+    let message = e.to_string();
+    assert!(message.contains("rules.toml:8:"), "{message}");
+    assert!(message.contains("Lefft"), "{message}");
+}

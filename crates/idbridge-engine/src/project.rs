@@ -1,0 +1,501 @@
+//! Projection: one AD object through scope, inbound rules (-> metaverse) and outbound rules
+//! (-> the cloud object it should be), and the rendering of that cloud object as SCIM JSON.
+
+use std::collections::{BTreeMap, HashSet};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use idbridge_core::{AttrName, Dn};
+use idbridge_rules::{FlowResult, RuleSet, Value, CLOUD};
+use serde_json::{json, Map};
+
+use crate::object::{AdObject, Attributes};
+use crate::scope::{LdapFilter, OuScope};
+
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const SYNC_USER_SCHEMA: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
+const SYNC_GROUP_SCHEMA: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:Group";
+
+/// The SCIM resource type a metaverse object exports to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloudKind {
+    User,
+    Group,
+}
+
+impl CloudKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CloudKind::User => "User",
+            CloudKind::Group => "Group",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [CloudKind::User, CloudKind::Group]
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The sync extension's schema URN for this kind.
+    pub fn sync_schema(self) -> &'static str {
+        match self {
+            CloudKind::User => SYNC_USER_SCHEMA,
+            CloudKind::Group => SYNC_GROUP_SCHEMA,
+        }
+    }
+
+    fn core_schema(self) -> &'static str {
+        match self {
+            CloudKind::User => USER_SCHEMA,
+            CloudKind::Group => GROUP_SCHEMA,
+        }
+    }
+}
+
+/// Which AD objects are synced: OU include/exclude lists, an optional LDAP filter and an
+/// optional pilot group (only its direct members are synced).
+#[derive(Clone, Debug, Default)]
+pub struct SyncScope {
+    pub ous: OuScope,
+    pub filter: Option<LdapFilter>,
+    pub pilot_group: Option<Dn>,
+}
+
+/// Why an object is not (or no longer) synced, in words for `sync preview` and the run log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutOfScope {
+    Deleted,
+    OutsideOus,
+    FilteredOut,
+    NotInPilotGroup,
+    NoRule,
+}
+
+impl std::fmt::Display for OutOfScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutOfScope::Deleted => "deleted in AD",
+            OutOfScope::OutsideOus => "outside the synced OUs",
+            OutOfScope::FilteredOut => "excluded by the scope filter",
+            OutOfScope::NotInPilotGroup => "not a member of the pilot group",
+            OutOfScope::NoRule => "no sync rule applies",
+        })
+    }
+}
+
+/// What the rules make of an in-scope object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Projection {
+    /// The metaverse object type the inbound rules chose (`person`, `group`, ...).
+    pub mv_type: String,
+    pub kind: CloudKind,
+    /// The source anchor (base64), the cloud object's `immutableId`.
+    pub anchor: String,
+    pub metaverse: Attributes,
+    pub cloud: FlowResult,
+    /// Rules that fired, inbound then outbound.
+    pub fired: Vec<String>,
+    /// Join conditions in order (hard match first): cloud attribute path and the value to match.
+    pub join: Vec<(AttrName, String)>,
+}
+
+impl Projection {
+    /// The AD objects the cloud object refers to (manager, members).
+    pub fn references(&self) -> impl Iterator<Item = &Dn> {
+        self.cloud
+            .attributes
+            .values()
+            .flat_map(|f| &f.values)
+            .filter_map(|v| match v {
+                Value::Ref(dn) => Some(dn),
+                _ => None,
+            })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Disposition {
+    OutOfScope(OutOfScope),
+    InScope(Box<Projection>),
+}
+
+/// Runs `object` through scope and rules. `pilot_members` holds the normalized DNs of the pilot
+/// group's members when a pilot group is configured. An error names the rule and attribute.
+pub fn project(
+    rules: &RuleSet,
+    scope: &SyncScope,
+    object: &AdObject,
+    pilot_members: Option<&HashSet<String>>,
+) -> Result<Disposition, String> {
+    let out = |why| Ok(Disposition::OutOfScope(why));
+    if object.deleted {
+        return out(OutOfScope::Deleted);
+    }
+    if !scope.ous.contains(&object.dn) {
+        return out(OutOfScope::OutsideOus);
+    }
+    if scope.filter.as_ref().is_some_and(|f| !f.matches(object)) {
+        return out(OutOfScope::FilteredOut);
+    }
+    if scope.pilot_group.is_some()
+        && !pilot_members.is_some_and(|m| m.contains(object.dn.normalized()))
+    {
+        return out(OutOfScope::NotInPilotGroup);
+    }
+    let inbound = rules
+        .evaluate_inbound(&object.class, object)
+        .map_err(|e| e.to_string())?;
+    let Some(mv_type) = inbound.to else {
+        return out(OutOfScope::NoRule);
+    };
+    let metaverse: Attributes = inbound
+        .attributes
+        .into_iter()
+        .map(|(name, flowed)| (name, flowed.values))
+        .collect();
+    let cloud = rules
+        .evaluate_outbound(&mv_type, &metaverse)
+        .map_err(|e| e.to_string())?;
+    let Some(kind) = cloud.to.as_deref().and_then(CloudKind::parse) else {
+        return out(OutOfScope::NoRule);
+    };
+    let anchor = match metaverse
+        .get(&AttrName::from("sourceAnchor"))
+        .and_then(|v| v.first())
+    {
+        Some(Value::Str(s)) if !s.is_empty() => s.clone(),
+        _ => return Err("the object has no source anchor (sourceAnchor is empty)".into()),
+    };
+    let join = rules
+        .rules_for(idbridge_rules::Direction::Outbound, &mv_type)
+        .flat_map(|r| r.join())
+        .filter_map(|c| {
+            let value = metaverse.get(&c.metaverse)?.first()?;
+            Some((c.cloud.clone(), value.to_string()))
+        })
+        .collect();
+    let mut fired = inbound.fired;
+    fired.extend(cloud.fired.iter().cloned());
+    Ok(Disposition::InScope(Box::new(Projection {
+        mv_type,
+        kind,
+        anchor,
+        metaverse,
+        cloud,
+        fired,
+        join,
+    })))
+}
+
+/// A cloud object rendered as SCIM JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    pub doc: serde_json::Value,
+    /// References whose target has no cloud object yet (left out; rendered again later).
+    pub unresolved: Vec<Dn>,
+}
+
+/// Renders `projection` as the SCIM resource the cloud should hold. `resolve` maps a referenced
+/// AD object's DN to its cloud id.
+pub fn render(projection: &Projection, resolve: &dyn Fn(&Dn) -> Option<String>) -> Rendered {
+    let kind = projection.kind;
+    let mut doc = Map::new();
+    let mut unresolved = Vec::new();
+    for (target, flowed) in &projection.cloud.attributes {
+        let multi = CLOUD
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(target.as_str()))
+            .is_some_and(|d| d.multi);
+        let mut values = Vec::with_capacity(flowed.values.len());
+        for v in &flowed.values {
+            match v {
+                Value::Ref(dn) => match resolve(dn) {
+                    Some(id) => values.push(json!({ "value": id })),
+                    None => unresolved.push(dn.clone()),
+                },
+                other => values.push(to_json(other)),
+            }
+        }
+        let value = if multi {
+            if values.is_empty() {
+                continue;
+            }
+            serde_json::Value::Array(values)
+        } else {
+            match values.into_iter().next() {
+                Some(v) => v,
+                None => continue,
+            }
+        };
+        set_path(&mut doc, target.as_str(), value);
+    }
+    let sync = doc.entry(kind.sync_schema()).or_insert_with(|| json!({}));
+    if let Some(ext) = sync.as_object_mut() {
+        ext.insert("source".into(), json!("on_premises"));
+        ext.insert("immutableId".into(), json!(projection.anchor));
+    }
+    let mut schemas = vec![kind.core_schema()];
+    if doc.contains_key(ENTERPRISE_SCHEMA) {
+        schemas.push(ENTERPRISE_SCHEMA);
+    }
+    schemas.push(kind.sync_schema());
+    doc.insert("schemas".into(), json!(schemas));
+    Rendered {
+        doc: serde_json::Value::Object(doc),
+        unresolved,
+    }
+}
+
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Str(s) => json!(s),
+        Value::Int(i) => json!(i),
+        Value::Bool(b) => json!(b),
+        Value::Bytes(b) => json!(B64.encode(b)),
+        Value::Ref(dn) => json!(dn.to_string()),
+        Value::DateTime(_) => json!(v.to_string()),
+    }
+}
+
+/// Sets a SCIM attribute path of the forms the cloud catalog uses: `a`, `a.b`,
+/// `a[type eq "x"].b`, each optionally prefixed by an extension URN (`urn:...:a`).
+fn set_path(doc: &mut Map<String, serde_json::Value>, path: &str, value: serde_json::Value) {
+    let (container, rest) = match path.strip_prefix("urn:") {
+        Some(_) => match path.rsplit_once(':') {
+            Some((urn, rest)) => {
+                let ext = doc.entry(urn).or_insert_with(|| json!({}));
+                match ext.as_object_mut() {
+                    Some(ext) => (ext, rest),
+                    None => return,
+                }
+            }
+            None => return,
+        },
+        None => (doc, path),
+    };
+    if let Some((attr, filter_and_sub)) = rest.split_once('[') {
+        // `emails[type eq "work"].value`: the element of that type, created when missing.
+        let Some((filter, sub)) = filter_and_sub.split_once("].") else {
+            return;
+        };
+        let type_value = filter
+            .split_once(" eq ")
+            .map(|(_, v)| v.trim().trim_matches('"'))
+            .unwrap_or_default();
+        let list = container.entry(attr).or_insert_with(|| json!([]));
+        let Some(list) = list.as_array_mut() else {
+            return;
+        };
+        if let Some(element) = list
+            .iter_mut()
+            .find(|e| e.get("type").and_then(|t| t.as_str()) == Some(type_value))
+        {
+            if let Some(element) = element.as_object_mut() {
+                element.insert(sub.into(), value);
+            }
+        } else {
+            let mut element = Map::new();
+            element.insert("type".into(), json!(type_value));
+            element.insert(sub.into(), value);
+            if list.is_empty() {
+                element.insert("primary".into(), json!(true));
+            }
+            list.push(serde_json::Value::Object(element));
+        }
+    } else if let Some((attr, sub)) = rest.split_once('.') {
+        if let Some(parent) = container
+            .entry(attr)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+        {
+            parent.insert(sub.into(), value);
+        }
+    } else {
+        container.insert(rest.into(), value);
+    }
+}
+
+/// Normalized DNs of a group's direct members (for the pilot-group scope).
+pub fn member_set(group: &AdObject) -> HashSet<String> {
+    group
+        .attrs
+        .get(&AttrName::from("member"))
+        .into_iter()
+        .flatten()
+        .filter_map(|v| match v {
+            Value::Str(s) => Dn::parse(s).ok().map(|d| d.normalized().to_owned()),
+            Value::Ref(d) => Some(d.normalized().to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Top-level attribute names of a rendered document that the sync manages (for PATCH).
+pub fn managed_attributes(docs: &[&serde_json::Value]) -> Vec<String> {
+    let mut names: BTreeMap<String, ()> = BTreeMap::new();
+    for doc in docs {
+        if let Some(map) = doc.as_object() {
+            for key in map.keys() {
+                if !matches!(key.as_str(), "schemas" | "id" | "meta") {
+                    names.insert(key.clone(), ());
+                }
+            }
+        }
+    }
+    names.into_keys().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idbridge_core::ObjectGuid;
+
+    fn jack(dn: &str) -> AdObject {
+        let s = |v: &str| vec![Value::Str(v.into())];
+        AdObject {
+            guid: ObjectGuid::from_bytes(&[1; 16]).unwrap(),
+            dn: Dn::parse(dn).unwrap(),
+            class: "user".into(),
+            attrs: [
+                ("userPrincipalName", s("jack@lab.test")),
+                ("givenName", s("Jack")),
+                ("sn", s("Smith")),
+                ("mail", s("jack@lab.test")),
+                ("userAccountControl", s("512")),
+                ("manager", s("CN=Boss,OU=Staff,DC=lab")),
+                ("objectGUID", vec![Value::Bytes(vec![1; 16])]),
+                ("distinguishedName", s(dn)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (AttrName::from(k), v))
+            .collect(),
+            deleted: false,
+        }
+    }
+
+    fn staff_scope() -> SyncScope {
+        SyncScope {
+            ous: OuScope {
+                include: vec![Dn::parse("OU=Staff,DC=lab").unwrap()],
+                exclude: vec![],
+            },
+            ..SyncScope::default()
+        }
+    }
+
+    fn projected(object: &AdObject) -> Projection {
+        let rules = RuleSet::default_rules().unwrap();
+        match project(&rules, &staff_scope(), object, None).unwrap() {
+            Disposition::InScope(p) => *p,
+            other => panic!("expected in scope, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn user_renders_as_scim_with_anchor_and_join_conditions() {
+        let p = projected(&jack("CN=Jack,OU=Staff,DC=lab"));
+        assert_eq!(p.kind, CloudKind::User);
+        assert_eq!(p.anchor, B64.encode([1u8; 16]));
+        assert_eq!(
+            p.join.first().map(|j| j.1.as_str()),
+            Some(p.anchor.as_str())
+        );
+        assert_eq!(p.join.get(1).map(|j| j.1.as_str()), Some("jack@lab.test"));
+        let r = render(&p, &|dn: &Dn| {
+            (dn.normalized() == Dn::parse("CN=Boss,OU=Staff,DC=lab").unwrap().normalized())
+                .then(|| "boss-id".to_string())
+        });
+        assert!(r.unresolved.is_empty());
+        let d = &r.doc;
+        assert_eq!(d["userName"], "jack@lab.test");
+        assert_eq!(d["displayName"], "Jack Smith");
+        assert_eq!(d["name"]["givenName"], "Jack");
+        assert_eq!(d["active"], true);
+        assert_eq!(d["emails"][0]["type"], "work");
+        assert_eq!(d["emails"][0]["value"], "jack@lab.test");
+        assert_eq!(d[ENTERPRISE_SCHEMA]["manager"]["value"], "boss-id");
+        assert_eq!(d[SYNC_USER_SCHEMA]["source"], "on_premises");
+        assert_eq!(
+            d[SYNC_USER_SCHEMA]["onPremisesDistinguishedName"],
+            "CN=Jack,OU=Staff,DC=lab"
+        );
+        assert_eq!(
+            d["schemas"],
+            json!([USER_SCHEMA, ENTERPRISE_SCHEMA, SYNC_USER_SCHEMA])
+        );
+    }
+
+    #[test]
+    fn unresolved_references_are_left_out_and_reported() {
+        let p = projected(&jack("CN=Jack,OU=Staff,DC=lab"));
+        let r = render(&p, &|_: &Dn| None);
+        assert_eq!(
+            r.unresolved,
+            [Dn::parse("CN=Boss,OU=Staff,DC=lab").unwrap()]
+        );
+        assert!(r.doc[ENTERPRISE_SCHEMA].get("manager").is_none());
+    }
+
+    #[test]
+    fn scope_reasons() {
+        let rules = RuleSet::default_rules().unwrap();
+        let scope = staff_scope();
+        let outside = jack("CN=Jack,OU=Other,DC=lab");
+        assert_eq!(
+            project(&rules, &scope, &outside, None).unwrap(),
+            Disposition::OutOfScope(OutOfScope::OutsideOus)
+        );
+        let mut deleted = jack("CN=Jack,OU=Staff,DC=lab");
+        deleted.deleted = true;
+        assert_eq!(
+            project(&rules, &scope, &deleted, None).unwrap(),
+            Disposition::OutOfScope(OutOfScope::Deleted)
+        );
+        let filtered = SyncScope {
+            filter: Some(LdapFilter::parse("(department=Sales)").unwrap()),
+            ..staff_scope()
+        };
+        assert_eq!(
+            project(&rules, &filtered, &jack("CN=Jack,OU=Staff,DC=lab"), None).unwrap(),
+            Disposition::OutOfScope(OutOfScope::FilteredOut)
+        );
+        let pilot = SyncScope {
+            pilot_group: Some(Dn::parse("CN=Pilot,DC=lab").unwrap()),
+            ..staff_scope()
+        };
+        let members: HashSet<String> = [Dn::parse("CN=Jack,OU=Staff,DC=lab")
+            .unwrap()
+            .normalized()
+            .to_owned()]
+        .into();
+        assert!(matches!(
+            project(
+                &rules,
+                &pilot,
+                &jack("CN=Jack,OU=Staff,DC=lab"),
+                Some(&members)
+            )
+            .unwrap(),
+            Disposition::InScope(_)
+        ));
+        assert_eq!(
+            project(&rules, &pilot, &jack("CN=Jack,OU=Staff,DC=lab"), None).unwrap(),
+            Disposition::OutOfScope(OutOfScope::NotInPilotGroup)
+        );
+    }
+
+    #[test]
+    fn an_object_without_anchor_is_not_exported() {
+        let rules = RuleSet::default_rules().unwrap();
+        let mut o = jack("CN=Jack,OU=Staff,DC=lab");
+        o.attrs.remove(&AttrName::from("objectGUID"));
+        // Without an anchor the outbound rule's scope excludes it: not an export, not a crash.
+        assert_eq!(
+            project(&rules, &staff_scope(), &o, None).unwrap(),
+            Disposition::OutOfScope(OutOfScope::NoRule)
+        );
+    }
+}

@@ -107,6 +107,20 @@ pub enum Mode {
     Full,
 }
 
+/// The file object sync leaves when it joined new users: the next cycle is a full one, because
+/// their hashes were replicated before they had a cloud object to go to.
+pub fn full_request_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("phs-full-requested")
+}
+
+/// Takes a pending full-sync request (see [`full_request_path`]): `Full` if there was one.
+pub fn take_full_request(data_dir: &std::path::Path, mode: Mode) -> Mode {
+    match std::fs::remove_file(full_request_path(data_dir)) {
+        Ok(()) => Mode::Full,
+        Err(_) => mode,
+    }
+}
+
 /// One hash sync cycle. The watermark is saved only after every page was handled, so a crash
 /// repeats work (verifiers are idempotent) and never skips it.
 pub async fn run_once(

@@ -195,6 +195,10 @@ async fn scenario(store_url: Option<String>) {
         "{first:?} {:?}",
         sync.errors().await.unwrap()
     );
+    assert!(
+        idbridge_agent::phs::full_request_path(&config.storage.data_dir).exists(),
+        "new joins ask password hash sync for a full pass"
+    );
     let ann_cloud = cloud.user_by_name(&ad.upn(&name("ann"))).await.unwrap();
     let bob_cloud = cloud.user_by_name(&ad.upn(&name("bob"))).await.unwrap();
     assert!(

@@ -166,12 +166,20 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
         let wait = if !phs.config.phs.enabled {
             interval
         } else {
-            match phs.cycle(Mode::Delta).await {
+            let mode = phs::take_full_request(&phs.config.storage.data_dir, Mode::Delta);
+            match phs.cycle(mode).await {
                 Ok(_) => {
                     failures = 0;
                     interval
                 }
                 Err(e) => {
+                    if mode == Mode::Full {
+                        // Keep object sync's request for a full pass until one succeeds.
+                        let path = phs::full_request_path(&phs.config.storage.data_dir);
+                        if let Err(e) = std::fs::write(&path, b"") {
+                            tracing::warn!(error = %e, "could not keep the full hash sync request");
+                        }
+                    }
                     // Back off up to a minute while the DC or the cloud is away.
                     failures = failures.saturating_add(1);
                     tracing::warn!(error = format!("{e:#}"), "cycle failed; retrying");

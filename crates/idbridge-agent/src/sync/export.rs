@@ -170,6 +170,13 @@ impl SyncContext {
             tx.retry_unresolved_refs().await?;
         }
         tx.commit().await?;
+        if provisioned > 0 {
+            // Newly joined users' hashes were replicated before they had a cloud object: ask
+            // password hash sync for a full pass (it runs on its own schedule).
+            if let Err(e) = std::fs::write(&self.phs_request_path, b"") {
+                tracing::warn!(error = %e, "could not request a full password hash sync");
+            }
+        }
         Ok(Outcome::Done)
     }
 

@@ -102,6 +102,7 @@ pub struct SyncContext {
     pub staging: bool,
     pub clock: Arc<dyn Clock>,
     lock_path: PathBuf,
+    phs_request_path: PathBuf,
 }
 
 fn parse_dns(what: &str, list: &[String]) -> Result<Vec<Dn>, SyncError> {
@@ -209,6 +210,7 @@ impl SyncContext {
             staging: sync.staging,
             clock,
             lock_path: config.storage.data_dir.join("sync.lock"),
+            phs_request_path: crate::phs::full_request_path(&config.storage.data_dir),
         })
     }
 

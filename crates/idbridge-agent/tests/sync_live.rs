@@ -244,6 +244,8 @@ async fn scenario(store_url: Option<String>) {
     // Modify, rename, disable: DirSync deltas.
     ad.replace(&ann, "title", "Account Manager").await;
     ad.replace(&ann, "userAccountControl", "514").await;
+    ad.modify(&ann, vec![Mod::Delete("department", HashSet::new())])
+        .await;
     let bob = ad
         .move_to(&bob, &format!("CN={}", name("robert")), &inside)
         .await;
@@ -254,6 +256,10 @@ async fn scenario(store_url: Option<String>) {
         .await;
     assert_eq!(ann_now["title"], "Account Manager");
     assert_eq!(ann_now["active"], false);
+    assert!(
+        ann_now[ENTERPRISE].get("department").is_none(),
+        "a cleared attribute is cleared in the cloud: {ann_now}"
+    );
     let bob_now = cloud
         .scim_get(&format!("/Users/{}", bob_cloud["id"].as_str().unwrap()))
         .await;

@@ -15,6 +15,9 @@ use super::store::{CloudObject, ExportAction, PendingExport, RunCounts};
 use super::{Outcome, SyncContext, SyncError};
 use crate::config::Deprovision;
 
+/// SCIM requests in flight at once during an export.
+const EXPORT_CONCURRENCY: usize = 16;
+
 fn resource_type(kind: CloudKind) -> ResourceType {
     match kind {
         CloudKind::User => ResourceType::User,
@@ -118,49 +121,61 @@ impl SyncContext {
         }
         let client = ScimClient::connect(self.scim.clone()).await?;
         let mut provisioned = 0u64;
-        for export in &pending {
-            let joined = self.store.cloud_object(&export.guid).await?;
-            let result = self.export_one(&client, export, joined.as_ref()).await;
+        let mut sent = 0usize;
+        // Requests of a chunk travel concurrently; their confirmations commit together.
+        for chunk in pending.chunks(EXPORT_CONCURRENCY) {
+            let mut joined = Vec::with_capacity(chunk.len());
+            for export in chunk {
+                joined.push(self.store.cloud_object(&export.guid).await?);
+            }
+            let results = futures_util::future::join_all(
+                chunk
+                    .iter()
+                    .zip(&joined)
+                    .map(|(export, joined)| self.export_one(&client, export, joined.as_ref())),
+            )
+            .await;
             let mut tx = self.store.begin().await?;
-            match result {
-                Ok(confirmed) => {
-                    match (&export.action, confirmed) {
-                        (ExportAction::Deprovision, _) => {
-                            counts.deletes += 1;
-                            tx.delete_cloud_object(&export.guid).await?;
-                            if self
-                                .store
-                                .ad_object(&export.guid)
-                                .await?
-                                .is_some_and(|o| o.deleted)
-                            {
-                                tx.forget_ad_object(&export.guid).await?;
+            for ((export, joined), result) in chunk.iter().zip(&joined).zip(results) {
+                match result {
+                    Ok(confirmed) => {
+                        match (export.action, confirmed) {
+                            (ExportAction::Deprovision, _) => {
+                                counts.deletes += 1;
+                                tx.delete_cloud_object(&export.guid).await?;
+                                if tx.ad_object(&export.guid).await?.is_some_and(|o| o.deleted) {
+                                    tx.forget_ad_object(&export.guid).await?;
+                                }
                             }
-                        }
-                        (action, Some(cloud)) => {
-                            if *action == ExportAction::Provision || joined.is_none() {
-                                counts.adds += 1;
-                                provisioned += 1;
-                            } else {
-                                counts.updates += 1;
+                            (action, Some(cloud)) => {
+                                if action == ExportAction::Provision || joined.is_none() {
+                                    counts.adds += 1;
+                                    provisioned += 1;
+                                } else {
+                                    counts.updates += 1;
+                                }
+                                tx.put_cloud_object(&cloud).await?;
                             }
-                            tx.put_cloud_object(&cloud).await?;
+                            (_, None) => {}
                         }
-                        (_, None) => {}
+                        tx.delete_pending_export(&export.guid).await?;
+                        tx.clear_error(&export.guid).await?;
                     }
-                    tx.delete_pending_export(&export.guid).await?;
-                    tx.clear_error(&export.guid).await?;
-                }
-                Err(failure) => {
-                    counts.errors += 1;
-                    failed.insert(export.guid.clone());
-                    let message = failure.to_string();
-                    tracing::warn!(dn = %export.dn, %message, "export failed");
-                    tx.set_error(&export.guid, &export.dn, "export", &message, self.now())
-                        .await?;
+                    Err(failure) => {
+                        counts.errors += 1;
+                        failed.insert(export.guid.clone());
+                        let message = failure.to_string();
+                        tracing::warn!(dn = %export.dn, %message, "export failed");
+                        tx.set_error(&export.guid, &export.dn, "export", &message, self.now())
+                            .await?;
+                    }
                 }
             }
             tx.commit().await?;
+            sent += chunk.len();
+            if sent % 5000 < EXPORT_CONCURRENCY {
+                tracing::info!(exported = sent, of = pending.len(), "exporting");
+            }
         }
         let mut tx = self.store.begin().await?;
         if deletes > 0 {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use idbridge_core::{Dn, Secret};
+use idbridge_core::{Dn, ObjectGuid, Secret};
 use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope};
 
@@ -74,6 +74,17 @@ impl AdError {
         match self {
             AdError::Bind { code, .. } | AdError::Ldap { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed: the DC was unreachable, dropped the connection,
+    /// or said it is busy or unavailable (as it does while shutting down or starting up).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AdError::Connect { .. } | AdError::Transport { .. } => true,
+            // busy, unavailable, server down, timeout
+            AdError::Ldap { code, .. } => matches!(code, 51 | 52 | 81 | 85),
+            AdError::Settings(_) | AdError::Bind { .. } | AdError::Protocol { .. } => false,
         }
     }
 }
@@ -262,6 +273,34 @@ impl AdConnector {
             }
         }
         Err(protocol(OP, &base_s, "the DC never ended the paged search"))
+    }
+
+    /// The objects under `base` with these objectGUIDs, whole (as `search_all` reads them).
+    /// A DirSync change carries only changed attributes; this completes objects the caller has
+    /// never seen whole (e.g. restored from a tombstone).
+    pub async fn read_objects(
+        &mut self,
+        base: &Dn,
+        guids: &[ObjectGuid],
+        attrs: &[&str],
+    ) -> Result<(Vec<AdEntry>, Vec<AdEntryError>), AdError> {
+        // Keeps each filter well below any request-size limit.
+        const PER_FILTER: usize = 100;
+        let (mut entries, mut errors) = (Vec::new(), Vec::new());
+        for chunk in guids.chunks(PER_FILTER) {
+            let terms: String = chunk
+                .iter()
+                .map(|g| {
+                    let escaped: String =
+                        g.as_bytes().iter().map(|b| format!("\\{b:02x}")).collect();
+                    format!("(objectGUID={escaped})")
+                })
+                .collect();
+            let (found, failed) = self.search_all(base, &format!("(|{terms})"), attrs).await?;
+            entries.extend(found);
+            errors.extend(failed);
+        }
+        Ok((entries, errors))
     }
 
     /// One DirSync pass from `cookie` (empty: from the beginning) over the naming context `base`.

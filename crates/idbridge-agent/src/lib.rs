@@ -6,6 +6,7 @@
 
 pub mod cloud;
 pub mod config;
+pub mod crash_point;
 pub mod phs;
 pub mod state;
 pub mod sync;

@@ -9,129 +9,16 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use common::ad::Ad;
 use common::TestCloud;
 use idbridge_agent::sync::{Profile, RunReport, SyncContext};
 use idbridge_core::SystemClock;
-use idbridge_testkit::{Lab, TestDatabase, TestOu};
+use idbridge_testkit::{Lab, TestDatabase};
 use ldap3::Mod;
 use serde_json::{json, Value};
 
 const SYNC_EXT: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-
-fn quoted_utf16(password: &str) -> Vec<u8> {
-    format!("\"{password}\"")
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect()
-}
-
-fn set(v: &str) -> HashSet<Vec<u8>> {
-    HashSet::from([v.as_bytes().to_vec()])
-}
-
-struct Ad<'a> {
-    ou: &'a mut TestOu,
-    realm: String,
-}
-
-impl Ad<'_> {
-    fn upn(&self, name: &str) -> String {
-        format!("{name}@{}", self.realm)
-    }
-
-    async fn add_user(&mut self, parent: &str, name: &str, extra: &[(&str, &str)]) -> String {
-        let dn = format!("CN={name},{parent}");
-        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
-            (b"objectClass".to_vec(), set("user")),
-            (b"sAMAccountName".to_vec(), set(name)),
-            (b"userPrincipalName".to_vec(), set(&self.upn(name))),
-            (b"givenName".to_vec(), set(name)),
-            (b"sn".to_vec(), set("Tester")),
-            (b"mail".to_vec(), set(&self.upn(name))),
-            // An enabled account needs a password (Samba creates password-less users disabled).
-            (
-                b"unicodePwd".to_vec(),
-                HashSet::from([quoted_utf16("Sync-test-pw-1")]),
-            ),
-            (b"userAccountControl".to_vec(), set("512")),
-        ];
-        for (k, v) in extra {
-            attrs.push((k.as_bytes().to_vec(), set(v)));
-        }
-        self.ou
-            .ldap()
-            .add(&dn, attrs)
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
-        dn
-    }
-
-    async fn add_ou(&mut self, name: &str) -> String {
-        let dn = format!("OU={name},{}", self.ou.dn);
-        let attrs = vec![(b"objectClass".to_vec(), set("organizationalUnit"))];
-        self.ou
-            .ldap()
-            .add(&dn, attrs)
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
-        dn
-    }
-
-    async fn add_group(&mut self, parent: &str, name: &str, members: &[&str]) -> String {
-        let dn = format!("CN={name},{parent}");
-        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = vec![
-            (b"objectClass".to_vec(), set("group")),
-            (b"sAMAccountName".to_vec(), set(name)),
-        ];
-        if !members.is_empty() {
-            let m = members.iter().map(|d| d.as_bytes().to_vec()).collect();
-            attrs.push((b"member".to_vec(), m));
-        }
-        self.ou
-            .ldap()
-            .add(&dn, attrs)
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
-        dn
-    }
-
-    async fn modify(&mut self, dn: &str, mods: Vec<Mod<&str>>) {
-        self.ou
-            .ldap()
-            .modify(dn, mods)
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
-    }
-
-    async fn replace(&mut self, dn: &str, attr: &str, value: &str) {
-        self.modify(dn, vec![Mod::Replace(attr, HashSet::from([value]))])
-            .await;
-    }
-
-    async fn move_to(&mut self, dn: &str, rdn: &str, parent: &str) -> String {
-        self.ou
-            .ldap()
-            .modifydn(dn, rdn, true, Some(parent))
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
-        format!("{rdn},{parent}")
-    }
-
-    async fn delete(&mut self, dn: &str) {
-        self.ou.ldap().delete(dn).await.unwrap().success().unwrap();
-    }
-}
 
 async fn cycle(sync: &SyncContext) -> RunReport {
     let report = sync.run(Profile::Cycle).await.unwrap();
@@ -284,6 +171,20 @@ async fn scenario(store_url: Option<String>) {
         .unwrap_or_default();
     assert_eq!(members, [bob_cloud["id"].as_str().unwrap()]);
 
+    // Nested groups: a group whose member is a group.
+    ad.add_group(&inside, &name("all"), &[&group]).await;
+    cycle(&sync).await;
+    let outer = cloud
+        .scim_get(&format!(
+            "/Groups?filter=displayName%20eq%20%22{}%22",
+            name("all")
+        ))
+        .await;
+    assert_eq!(
+        outer["Resources"][0]["members"][0]["value"], team["id"],
+        "{outer}"
+    );
+
     // Soft match: a cloud-only user with the same UPN is taken over, not duplicated.
     let dave_upn = ad.upn(&name("dave"));
     let created = cloud
@@ -321,10 +222,25 @@ async fn scenario(store_url: Option<String>) {
         .await
         .unwrap();
     assert_eq!(taken.status(), 201);
+    // Soft match never takes over a cloud administrator.
+    let hal_upn = ad.upn(&name("hal"));
+    let admin = cloud
+        .http
+        .post(format!("{}/scim/v2/Users", cloud.url))
+        .bearer_auth(cloud.admin_token.expose())
+        .json(
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                      "userName": hal_upn, "roles": [{"value": "Global Administrator"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 201);
+    let hal = ad.add_user(&inside, &name("hal"), &[]).await;
     let eve = ad.add_user(&inside, &name("eve"), &[]).await;
     ad.add_user(&inside, &name("fay"), &[]).await;
     let conflicted = cycle(&sync).await;
-    assert_eq!(conflicted.counts.errors, 1, "{conflicted:?}");
+    assert_eq!(conflicted.counts.errors, 2, "{conflicted:?}");
     assert!(
         cloud.user_by_name(&ad.upn(&name("fay"))).await.is_some(),
         "the run went on"
@@ -335,11 +251,15 @@ async fn scenario(store_url: Option<String>) {
         eve_error.message.contains("already joined"),
         "{eve_error:?}"
     );
+    let hal_error = errors.iter().find(|e| e.dn == hal).unwrap();
+    assert!(hal_error.message.contains("admin role"), "{hal_error:?}");
+    assert!(cloud.user_by_name(&hal_upn).await.unwrap()[SYNC_EXT]["immutableId"].is_null());
 
     // Leaving scope (move out) and deletion deprovision (soft delete in the cloud).
     let bob_id = bob_cloud["id"].as_str().unwrap().to_owned();
     ad.move_to(&bob, &format!("CN={}", name("robert")), &outside)
         .await;
+    let ann_guid = ad.guid_of(&ann).await;
     ad.delete(&ann).await;
     let gone = cycle(&sync).await;
     let still = cloud.scim_get(&format!("/Users/{bob_id}")).await;
@@ -354,6 +274,27 @@ async fn scenario(store_url: Option<String>) {
             .unwrap();
         assert_eq!(r.status(), 404, "{id} should be deleted");
     }
+
+    // Restoring the deleted user in AD (tombstone reanimation, same objectGUID) restores the
+    // soft-deleted cloud user instead of creating another.
+    let ann_upn = ad.upn(&name("ann"));
+    ad.restore(
+        &lab,
+        &ann_guid,
+        &ann,
+        &[("userPrincipalName", &ann_upn), ("givenName", "Ann")],
+    )
+    .await;
+    let restored = cycle(&sync).await;
+    assert_eq!(
+        restored.counts.adds,
+        1,
+        "{restored:?} {:?}",
+        sync.errors().await.unwrap()
+    );
+    let ann_back = cloud.user_by_name(&ann_upn).await.unwrap();
+    assert_eq!(ann_back["id"], ann_cloud["id"], "restored, not recreated");
+    assert_eq!(ann_back["name"]["givenName"], "Ann");
 
     // Deletion threshold: more deletions than allowed hold the export until allowed.
     let strict = SyncContext::open(
@@ -417,8 +358,8 @@ async fn scenario(store_url: Option<String>) {
     assert_eq!(lost.status(), 201);
     let retried = sync.run(Profile::Export).await.unwrap();
     assert_eq!(
-        retried.counts.errors, 1,
-        "only eve's conflict remains: {retried:?}"
+        retried.counts.errors, 2,
+        "only eve's and hal's conflicts remain: {retried:?}"
     );
     let found = cloud
         .scim_get(&format!(

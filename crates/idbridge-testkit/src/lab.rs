@@ -23,6 +23,8 @@ pub enum LabError {
         url: String,
         source: Box<ldap3::LdapError>,
     },
+    #[error("{what} failed: {reason}")]
+    Command { what: String, reason: String },
     #[error("LDAP operation on {dn} failed: {source}")]
     Operation {
         dn: String,
@@ -43,6 +45,7 @@ pub struct AdDetails {
     pub tests_ou: String,
     pub ca_cert: PathBuf,
     pub sam_ldb: PathBuf,
+    pub smb_conf: PathBuf,
     pub sample_users: Vec<String>,
     pub sample_password: String,
     pub service_account_upn: String,
@@ -117,6 +120,51 @@ impl Lab {
         Ok(ldap)
     }
 
+    /// Stops the domain controller (`./lab dc-stop`); [`Lab::start_dc`] starts it again.
+    pub fn stop_dc(&self) -> Result<(), LabError> {
+        run_lab("dc-stop")
+    }
+
+    /// Starts the domain controller and waits until LDAPS answers (`./lab dc`).
+    pub fn start_dc(&self) -> Result<(), LabError> {
+        run_lab("dc")
+    }
+
+    /// Brings a deleted object (by the objectGUID it had) back at `dn`, as an administrator
+    /// restores a tombstone. Samba refuses reanimation of its tombstones over LDAP (they are
+    /// marked recycled), so this goes through Samba's own bindings on the DC's database, as
+    /// `samba-tool` does.
+    pub fn restore_deleted(&self, guid: &[u8], dn: &str) -> Result<(), LabError> {
+        const SCRIPT: &str = r#"
+import sys, uuid, ldb
+from samba.samdb import SamDB
+from samba.auth import system_session
+from samba.param import LoadParm
+smb_conf, sam_ldb, guid, dn = sys.argv[1:5]
+lp = LoadParm(); lp.load(smb_conf)
+db = SamDB(url=sam_ldb, session_info=system_session(), lp=lp)
+msg = ldb.Message(ldb.Dn(db, "<GUID=%s>" % uuid.UUID(bytes_le=bytes.fromhex(guid))))
+msg["isDeleted"] = ldb.MessageElement([], ldb.FLAG_MOD_DELETE, "isDeleted")
+msg["distinguishedName"] = ldb.MessageElement([dn], ldb.FLAG_MOD_REPLACE, "distinguishedName")
+db.modify(msg, ["show_deleted:1", "show_recycled:1"])
+"#;
+        let hex: String = guid.iter().map(|b| format!("{b:02x}")).collect();
+        let what = format!("restoring {dn}");
+        let out = std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(&self.ad.smb_conf)
+            .arg(&self.ad.sam_ldb)
+            .arg(hex)
+            .arg(dn)
+            .output()
+            .map_err(|e| LabError::Command {
+                what: what.clone(),
+                reason: e.to_string(),
+            })?;
+        check_output(what, &out)
+    }
+
     /// Creates `OU=<label>-<random>` under the lab's `OU=Tests` for one test.
     pub async fn test_ou(&self, label: &str) -> Result<TestOu, LabError> {
         let mut ldap = self.admin_connection().await?;
@@ -143,6 +191,12 @@ impl TestOu {
     /// The admin connection the OU was created with, for the test's own setup.
     pub fn ldap(&mut self) -> &mut Ldap {
         &mut self.ldap
+    }
+
+    /// Connects again as the administrator (after the DC restarted under the test).
+    pub async fn reconnect(&mut self, lab: &Lab) -> Result<(), LabError> {
+        self.ldap = lab.admin_connection().await?;
+        Ok(())
     }
 
     /// Number of entries under (and including) the OU.
@@ -187,4 +241,30 @@ fn repo_root() -> PathBuf {
         .nth(2)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn check_output(what: String, out: &std::process::Output) -> Result<(), LabError> {
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(LabError::Command {
+        what,
+        reason: format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    })
+}
+
+fn run_lab(subcommand: &str) -> Result<(), LabError> {
+    let what = format!("./lab {subcommand}");
+    let out = std::process::Command::new(repo_root().join("lab"))
+        .arg(subcommand)
+        .output()
+        .map_err(|e| LabError::Command {
+            what: what.clone(),
+            reason: e.to_string(),
+        })?;
+    check_output(what, &out)
 }

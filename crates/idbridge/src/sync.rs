@@ -1,10 +1,12 @@
 //! `idbridge sync ...`: run profiles by hand, history, errors, preview and the deletion threshold.
 //! A run waits for any run already going on the same store (the daemon's, or another CLI's).
 
-use std::sync::Arc;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::Subcommand;
-use idbridge_agent::sync::{Profile, SyncContext};
+use idbridge_agent::sync::{Profile, ProgressSink, SyncContext};
 use idbridge_agent::AgentConfig;
 use idbridge_core::SystemClock;
 
@@ -76,8 +78,73 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A one-line progress bar on stderr per phase, redrawn at most ten times a second.
+#[derive(Default)]
+struct TerminalBar {
+    state: Mutex<BarState>,
+}
+
+#[derive(Default)]
+struct BarState {
+    phase: &'static str,
+    drawn_at: Option<Instant>,
+}
+
+impl ProgressSink for TerminalBar {
+    fn step(&self, phase: &'static str, done: u64, total: Option<u64>) {
+        const WIDTH: u64 = 30;
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if state.phase != phase && state.drawn_at.is_some() {
+            eprintln!();
+        } else if total != Some(done)
+            && state
+                .drawn_at
+                .is_some_and(|at| now.duration_since(at) < Duration::from_millis(100))
+        {
+            return;
+        }
+        state.phase = phase;
+        state.drawn_at = Some(now);
+        let line = match total.filter(|t| *t > 0) {
+            Some(total) => {
+                let filled = usize::try_from(done.min(total) * WIDTH / total).unwrap_or(0);
+                let empty = usize::try_from(WIDTH).unwrap_or(0).saturating_sub(filled);
+                format!(
+                    "{phase:<7}[{}{}] {done}/{total}",
+                    "#".repeat(filled),
+                    " ".repeat(empty)
+                )
+            }
+            None => format!("{phase:<7}{done}"),
+        };
+        eprint!("\r\x1b[2K{line}");
+    }
+}
+
+impl TerminalBar {
+    fn finish(&self) {
+        if self.state.lock().is_ok_and(|s| s.drawn_at.is_some()) {
+            eprintln!();
+        }
+    }
+}
+
 async fn run_profile(args: RunArgs, profile: Profile) -> anyhow::Result<()> {
-    let report = open(&args.config).await?.run(profile).await?;
+    let mut sync = open(&args.config).await?;
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| Arc::new(TerminalBar::default()));
+    if let Some(bar) = &bar {
+        sync.set_progress(bar.clone());
+    }
+    let report = sync.run(profile).await;
+    if let Some(bar) = &bar {
+        bar.finish();
+    }
+    let report = report?;
     if args.json {
         return print_json(&report);
     }

@@ -72,6 +72,18 @@ fn id_of(resource: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The first SCIM role of `resource` that names an administrator (Entra's "Global
+/// Administrator", "User Administrator", ...), by value or display.
+fn admin_role(resource: &Value) -> Option<&str> {
+    resource
+        .get("roles")?
+        .as_array()?
+        .iter()
+        .flat_map(|role| ["value", "display"].map(|k| role.get(k).and_then(Value::as_str)))
+        .flatten()
+        .find(|name| name.to_ascii_lowercase().contains("admin"))
+}
+
 impl SyncContext {
     /// The deletion threshold that applies to `deletes` against `exported` joined objects.
     fn threshold_exceeded(&self, deletes: u64, exported: u64) -> bool {
@@ -121,7 +133,7 @@ impl SyncContext {
         }
         let client = ScimClient::connect(self.scim.clone()).await?;
         let mut provisioned = 0u64;
-        let mut sent = 0usize;
+        let mut sent = 0u64;
         // Requests of a chunk travel concurrently; their confirmations commit together.
         for chunk in pending.chunks(EXPORT_CONCURRENCY) {
             let mut joined = Vec::with_capacity(chunk.len());
@@ -135,6 +147,8 @@ impl SyncContext {
                     .map(|(export, joined)| self.export_one(&client, export, joined.as_ref())),
             )
             .await;
+            // The window the idempotence above exists for: sent, not yet recorded.
+            crate::crash_point::crash_point("export-before-confirm");
             let mut tx = self.store.begin().await?;
             for ((export, joined), result) in chunk.iter().zip(&joined).zip(results) {
                 match result {
@@ -172,10 +186,13 @@ impl SyncContext {
                 }
             }
             tx.commit().await?;
-            sent += chunk.len();
-            if sent % 5000 < EXPORT_CONCURRENCY {
-                tracing::info!(exported = sent, of = pending.len(), "exporting");
-            }
+            sent += chunk.len() as u64;
+            self.progress.step(
+                "export",
+                sent,
+                chunk.len() as u64,
+                Some(pending.len() as u64),
+            );
         }
         let mut tx = self.store.begin().await?;
         if deletes > 0 {
@@ -299,6 +316,15 @@ impl SyncContext {
                         export.kind.name()
                     )));
                 }
+                if let Some(role) = admin_role(candidate) {
+                    return Err(ExportFailure::Conflict(format!(
+                        "cloud {} {id} matches on {path} = {value:?} but holds the admin role \
+                         {role:?}: soft match never takes over a cloud administrator. Remove the \
+                         role, or set its immutableId to {} to join it by hard match",
+                        export.kind.name(),
+                        export.anchor
+                    )));
+                }
                 tracing::info!(dn = %export.dn, cloud_id = %id, %path, "soft match");
             }
             self.patch_to(client, export, &id, candidate).await?;
@@ -319,7 +345,16 @@ impl SyncContext {
 
 #[cfg(test)]
 mod tests {
-    use super::eq_filter;
+    use super::{admin_role, eq_filter};
+    use serde_json::json;
+
+    #[test]
+    fn admin_roles_are_recognised_by_value_or_display() {
+        let admin = json!({"roles": [{"value": "helpdesk"}, {"display": "Global Administrator"}]});
+        assert_eq!(admin_role(&admin), Some("Global Administrator"));
+        assert_eq!(admin_role(&json!({"roles": [{"value": "employee"}]})), None);
+        assert_eq!(admin_role(&json!({"userName": "x"})), None);
+    }
 
     #[test]
     fn filters_follow_the_scim_grammar() {

@@ -1,8 +1,12 @@
 //! Import: AD -> the AD connector space. Full import reads everything with a paged search; delta
 //! import reads DirSync changes from the stored cookie. Each batch commits with what it covers.
 
-use idbridge_ad::{AdConnector, AdEntry, AdEntryError};
-use idbridge_core::{AttrName, Dn};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use idbridge_ad::{AdConnector, AdEntry, AdEntryError, AdError, DirSyncBatch};
+use idbridge_core::{AttrName, Dn, ObjectGuid};
 use idbridge_engine::AdObject;
 use idbridge_rules::{Value, AD};
 
@@ -13,6 +17,9 @@ use super::{SyncContext, SyncError};
 const IMPORT_FILTER: &str =
     "(|(objectClass=user)(objectClass=group)(objectClass=contact)(objectClass=organizationalUnit))";
 const BATCH: usize = 500;
+/// How long a run waits for an unreachable DC (restarting, failing over) before it fails.
+const RECONNECT_FOR: Duration = Duration::from_secs(120);
+const RECONNECT_MAX_PAUSE: Duration = Duration::from_secs(8);
 
 /// Every attribute the rules may read, plus what the engine needs itself.
 fn import_attributes() -> Vec<&'static str> {
@@ -42,8 +49,52 @@ impl SyncContext {
         old != new && (self.scope.ous.contains(old) || self.scope.ous.contains(new))
     }
 
-    async fn connect(&self) -> Result<AdConnector, SyncError> {
-        Ok(AdConnector::connect(&self.ad).await?)
+    /// Runs one read of the DC; when the DC goes away (restart, network), connects again with
+    /// backoff and repeats the read from its start. Reads write nothing, so a repeat is safe.
+    async fn read_from_dc<T, F, Fut>(&self, what: &str, read: F) -> Result<T, SyncError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, AdError>>,
+    {
+        let give_up = Instant::now() + RECONNECT_FOR;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match read().await {
+                Err(e) if e.is_transient() && Instant::now() + pause < give_up => {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis(), "{what}: the DC is unreachable; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RECONNECT_MAX_PAUSE);
+                }
+                other => return Ok(other?),
+            }
+        }
+    }
+
+    /// The DirSync cookie of "now", then every object (see `full_import` for the order).
+    async fn read_directory(&self) -> Result<(Vec<u8>, Vec<AdEntry>, Vec<AdEntryError>), AdError> {
+        let mut ad = AdConnector::connect(&self.ad).await?;
+        let cookie = ad
+            .dirsync(&self.base_dn, IMPORT_FILTER, &["objectGUID"], &[])
+            .await?
+            .cookie;
+        let (entries, errors) = ad
+            .search_all(&self.base_dn, IMPORT_FILTER, &import_attributes())
+            .await?;
+        if let Err(e) = ad.unbind().await {
+            tracing::debug!(error = %e, "unbind after full import");
+        }
+        Ok((cookie, entries, errors))
+    }
+
+    async fn read_changes(&self, cookie: &[u8]) -> Result<DirSyncBatch, AdError> {
+        let mut ad = AdConnector::connect(&self.ad).await?;
+        let batch = ad
+            .dirsync(&self.base_dn, IMPORT_FILTER, &import_attributes(), cookie)
+            .await?;
+        if let Err(e) = ad.unbind().await {
+            tracing::debug!(error = %e, "unbind after delta import");
+        }
+        Ok(batch)
     }
 
     async fn record_entry_errors(&self, errors: &[AdEntryError]) -> Result<i64, SyncError> {
@@ -70,26 +121,22 @@ impl SyncContext {
     /// The DirSync cookie is taken first, so changes made during the import come again in the
     /// next delta (applying a change twice is harmless; missing one is not).
     pub(crate) async fn full_import(&self, counts: &mut RunCounts) -> Result<(), SyncError> {
-        let mut ad = self.connect().await?;
-        let cookie = ad
-            .dirsync(&self.base_dn, IMPORT_FILTER, &["objectGUID"], &[])
-            .await?
-            .cookie;
-        let (entries, errors) = ad
-            .search_all(&self.base_dn, IMPORT_FILTER, &import_attributes())
+        let (cookie, entries, errors) = self
+            .read_from_dc("full import", || self.read_directory())
             .await?;
-        if let Err(e) = ad.unbind().await {
-            tracing::debug!(error = %e, "unbind after full import");
-        }
         counts.errors += self.record_entry_errors(&errors).await?;
         tracing::info!(objects = entries.len(), "full import read the directory");
         let mut tx = self.store.begin().await?;
         let generation = tx.next_generation().await?;
         tx.commit().await?;
+        let total = entries.len() as u64;
+        let mut imported = 0u64;
         let mut entries = entries.into_iter().peekable();
         while entries.peek().is_some() {
             let mut tx = self.store.begin().await?;
+            let mut step = 0u64;
             for entry in entries.by_ref().take(BATCH) {
+                step += 1;
                 let object = to_object(entry);
                 let guid = object.guid.to_string();
                 match tx.ad_object(&guid).await? {
@@ -103,6 +150,8 @@ impl SyncContext {
                 }
             }
             tx.commit().await?;
+            imported += step;
+            self.progress.step("import", imported, step, Some(total));
         }
         let mut tx = self.store.begin().await?;
         let gone = tx.sweep_unseen(generation).await?;
@@ -114,25 +163,57 @@ impl SyncContext {
         Ok(())
     }
 
+    /// Reads whole the live objects of a DirSync batch that the store cannot complete from
+    /// what it holds: unknown ones, and tombstones coming back (restored objects).
+    async fn complete(
+        &self,
+        entries: &[AdEntry],
+    ) -> Result<(HashMap<ObjectGuid, AdEntry>, Vec<AdEntryError>), SyncError> {
+        let mut partial = Vec::new();
+        for entry in entries.iter().filter(|e| !e.deleted) {
+            let held = self.store.ad_object(&entry.guid.to_string()).await?;
+            if held.is_none_or(|h| h.deleted) {
+                partial.push(entry.guid);
+            }
+        }
+        if partial.is_empty() {
+            return Ok((HashMap::new(), Vec::new()));
+        }
+        let (found, errors) = self
+            .read_from_dc("reading restored objects", || async {
+                let mut ad = AdConnector::connect(&self.ad).await?;
+                let read = ad
+                    .read_objects(&self.base_dn, &partial, &import_attributes())
+                    .await;
+                if let Err(e) = ad.unbind().await {
+                    tracing::debug!(error = %e, "unbind after reading objects");
+                }
+                read
+            })
+            .await?;
+        let found = found.into_iter().map(|e| (e.guid, e)).collect();
+        Ok((found, errors))
+    }
+
     /// Applies DirSync changes since the stored cookie (a full import when there is none).
     pub(crate) async fn delta_import(&self, counts: &mut RunCounts) -> Result<(), SyncError> {
         let Some(cookie) = self.store.cookie().await? else {
             return self.full_import(counts).await;
         };
-        let mut ad = self.connect().await?;
-        let batch = ad
-            .dirsync(&self.base_dn, IMPORT_FILTER, &import_attributes(), &cookie)
+        let batch = self
+            .read_from_dc("delta import", || self.read_changes(&cookie))
             .await?;
-        if let Err(e) = ad.unbind().await {
-            tracing::debug!(error = %e, "unbind after delta import");
-        }
         counts.errors += self.record_entry_errors(&batch.errors).await?;
+        let mut whole = self.complete(&batch.entries).await?;
+        counts.errors += self.record_entry_errors(&whole.1).await?;
         // One transaction: the changes and the cookie that covers them land together.
         let mut tx = self.store.begin().await?;
         for entry in batch.entries {
-            let delta = to_object(entry);
+            let complete = whole.0.remove(&entry.guid);
+            let delta = to_object(complete.unwrap_or(entry));
             let guid = delta.guid.to_string();
             let object = match tx.ad_object(&guid).await? {
+                Some(held) if held.deleted && !delta.deleted => delta,
                 Some(mut held) => {
                     if self.is_rename_in_scope(&held.dn, &delta.dn) {
                         counts.renames += 1;

@@ -9,6 +9,7 @@
 mod export;
 mod import;
 mod preview;
+mod progress;
 pub mod store;
 mod synchronize;
 
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 use crate::config::{AgentConfig, Deprovision};
 pub use preview::ObjectPreview;
+pub use progress::ProgressSink;
 pub use store::{ObjectError, PendingExport, RunCounts, RunRecord, SyncStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,7 @@ pub struct SyncContext {
     pub clock: Arc<dyn Clock>,
     lock_path: PathBuf,
     phs_request_path: PathBuf,
+    progress: progress::Progress,
 }
 
 fn parse_dns(what: &str, list: &[String]) -> Result<Vec<Dn>, SyncError> {
@@ -211,7 +214,13 @@ impl SyncContext {
             clock,
             lock_path: config.storage.data_dir.join("sync.lock"),
             phs_request_path: crate::phs::full_request_path(&config.storage.data_dir),
+            progress: progress::Progress::default(),
         })
+    }
+
+    /// Reports every step of later runs to `sink` (a progress bar).
+    pub fn set_progress(&mut self, sink: Arc<dyn ProgressSink>) {
+        self.progress = progress::Progress::new(Some(sink));
     }
 
     fn now(&self) -> i64 {

@@ -242,12 +242,21 @@ impl SyncStore {
             .unwrap_or(0))
     }
 
-    pub async fn cloud_object_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM cloud_objects")
+    async fn count(&self, sql: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query(sql)
             .fetch_one(self.db.pool())
             .await?
             .try_get("n")?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub async fn cloud_object_count(&self) -> Result<u64, StoreError> {
+        self.count("SELECT COUNT(*) AS n FROM cloud_objects").await
+    }
+
+    pub async fn pending_sync_count(&self) -> Result<u64, StoreError> {
+        self.count("SELECT COUNT(*) AS n FROM ad_objects WHERE pending_sync = 1")
+            .await
     }
 
     pub async fn has_pending_sync(&self) -> Result<bool, StoreError> {

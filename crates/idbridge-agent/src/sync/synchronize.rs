@@ -45,8 +45,9 @@ impl SyncContext {
             ),
             None => None,
         };
+        let total = self.store.pending_sync_count().await?;
         let mut after = String::new();
-        let mut synced = 0usize;
+        let mut synced = 0u64;
         loop {
             let batch = self.store.pending_sync(&after, BATCH).await?;
             let Some(last) = batch.last() else { break };
@@ -73,8 +74,10 @@ impl SyncContext {
                     .await?;
             }
             tx.commit().await?;
-            synced += batch.len();
-            tracing::info!(objects = synced, "synchronized");
+            let step = batch.len() as u64;
+            synced += step;
+            self.progress
+                .step("sync", synced, step, Some(total.max(synced)));
         }
         Ok(())
     }

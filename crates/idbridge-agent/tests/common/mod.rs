@@ -2,6 +2,8 @@
 //! pointing at it and at the lab DC.
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod ad;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -58,7 +60,12 @@ impl TestCloud {
     /// An agent.toml for the lab DC (as the least-privilege service account) and this cloud;
     /// `extra` is appended (e.g. a `[sync]` table).
     pub fn agent_config(&self, lab: &Lab, extra: &str) -> AgentConfig {
-        AgentConfig::parse(&format!(
+        AgentConfig::parse(&self.agent_toml(lab, extra)).unwrap()
+    }
+
+    /// The text of [`Self::agent_config`], for an agent run as a process.
+    pub fn agent_toml(&self, lab: &Lab, extra: &str) -> String {
+        format!(
             r#"version = 1
 [ad]
 dc_host = "127.0.0.1"
@@ -84,8 +91,7 @@ data_dir = "{}"
             self.dir.join("cloud/tls/cert.pem").display(),
             self.sync_token.expose(),
             self.dir.join("agent").display()
-        ))
-        .unwrap()
+        )
     }
 
     /// GET a SCIM path as the admin; the JSON body.

@@ -7,6 +7,7 @@ use idbridge_scim::{
     apply_patch, bulk_operation_result, bulk_response, if_match_satisfied, list_response,
     parse_bulk_path, project, resolve_bulk_ids, sort_resources, take_password, validate_resource,
     BulkMethod, BulkOperation, BulkRequest, ListQuery, PatchRequest, ResourceKind, ScimError,
+    ScimType,
 };
 use serde_json::{json, Map, Value};
 
@@ -330,8 +331,57 @@ impl Directory {
             password: Secret::from(p),
             must_change: false,
         });
-        let stored = self.insert(kind, doc, password, principal).await?;
+        let stored = match self.insert(kind, doc.clone(), password, principal).await {
+            Err(e) if e.scim_type == Some(ScimType::Uniqueness) => {
+                return match self.restore_by_anchor(kind, &doc, principal).await? {
+                    Some(restored) => Ok(restored),
+                    None => Err(e),
+                };
+            }
+            other => other?,
+        };
         Ok(self.render(&stored))
+    }
+
+    /// An on-premises user restored from its tombstone comes back with its old anchor: when the
+    /// agent's create collides with a soft-deleted user holding that anchor and userName, that
+    /// user is restored and updated (as Entra does) instead of the create failing.
+    async fn restore_by_anchor(
+        &self,
+        kind: ResourceKind,
+        doc: &Value,
+        principal: &Principal,
+    ) -> Result<Option<Value>, ScimError> {
+        let urn = sync_schema(kind);
+        let anchor_of = |d: &Value| d.get(urn).and_then(|e| e.get("immutableId")).cloned();
+        let Some(anchor) = anchor_of(doc).filter(|_| principal.scope() == Some(Scope::Sync)) else {
+            return Ok(None);
+        };
+        if kind != ResourceKind::User {
+            return Ok(None);
+        }
+        self.in_transaction(async |tx| {
+            let holder = tx
+                .holder_of_name(kind, &user_name(doc).to_lowercase())
+                .await
+                .map_err(store_err)?
+                .filter(|h| h.deleted_at.is_some() && anchor_of(&h.doc).as_ref() == Some(&anchor));
+            let Some(holder) = holder else {
+                return Ok(None);
+            };
+            tx.set_deleted(&holder.id, None, self.now_ms())
+                .await
+                .map_err(store_err)?;
+            let live = StoredResource {
+                version: holder.version + 1,
+                deleted_at: None,
+                ..holder
+            };
+            self.write_changed(tx, live, doc.clone(), principal, "restore")
+                .await
+                .map(Some)
+        })
+        .await
     }
 
     /// A live resource of `kind`, or 404.

@@ -155,6 +155,93 @@ pub struct BulkOperation {
     pub data: Option<Value>,
 }
 
+/// One independent write of [`ScimClient::write_all`].
+#[derive(Debug, Clone)]
+pub enum Write {
+    Create {
+        kind: ResourceType,
+        body: Value,
+    },
+    Patch {
+        kind: ResourceType,
+        id: String,
+        ops: Vec<PatchOp>,
+    },
+    Delete {
+        kind: ResourceType,
+        id: String,
+    },
+}
+
+impl Write {
+    fn bulk_operation(&self, bulk_id: String) -> BulkOperation {
+        let (method, path, data) = match self {
+            Write::Create { kind, body } => (
+                Method::POST,
+                format!("/{}", kind.endpoint()),
+                Some(body.clone()),
+            ),
+            Write::Patch { kind, id, ops } => (
+                Method::PATCH,
+                format!("/{}/{id}", kind.endpoint()),
+                Some(json!({
+                    "schemas": [PATCH_OP_SCHEMA],
+                    "Operations": ops.iter().map(PatchOp::to_json).collect::<Vec<_>>(),
+                })),
+            ),
+            Write::Delete { kind, id } => {
+                (Method::DELETE, format!("/{}/{id}", kind.endpoint()), None)
+            }
+        };
+        BulkOperation {
+            method,
+            bulk_id: Some(bulk_id),
+            path,
+            data,
+        }
+    }
+
+    /// This write's result, from its Bulk operation's answer.
+    fn outcome(
+        &self,
+        result: BulkResult,
+        method: Method,
+        url: String,
+    ) -> Result<Option<String>, ScimClientError> {
+        match (self, result.status) {
+            (Write::Delete { .. }, 200..=299 | 404) => Ok(None),
+            (Write::Patch { id, .. }, 200..=299) => Ok(Some(id.clone())),
+            (Write::Create { .. }, 200..=299) => {
+                result
+                    .id
+                    .map(Some)
+                    .ok_or_else(|| ScimClientError::BadResponse {
+                        method,
+                        url,
+                        reason: "a created resource without a location".into(),
+                    })
+            }
+            (_, status) => {
+                let text = |key: &str| {
+                    result
+                        .response
+                        .as_ref()
+                        .and_then(|r| r.get(key))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                Err(ScimClientError::Scim {
+                    method,
+                    url,
+                    status,
+                    scim_type: text("scimType"),
+                    detail: text("detail").unwrap_or_default(),
+                })
+            }
+        }
+    }
+}
+
 /// The server's answer for one Bulk operation.
 #[derive(Debug, Clone)]
 pub struct BulkResult {
@@ -316,6 +403,62 @@ impl ScimClient {
             results.extend(answered.into_iter().map(bulk_result));
         }
         Ok(results)
+    }
+
+    /// Sends independent writes: as one Bulk request when the server offers Bulk (split to its
+    /// limits), else as single requests, all in flight together. One result per write, in
+    /// order: the id of the created or patched resource, `None` for a delete (a resource already
+    /// gone counts as deleted). The outer error means a whole Bulk request failed.
+    pub async fn write_all(
+        &self,
+        writes: &[Write],
+    ) -> Result<Vec<Result<Option<String>, ScimClientError>>, ScimClientError> {
+        if self.capabilities.bulk.is_none() || writes.len() < 2 {
+            let singles = writes.iter().map(|w| self.write_one(w));
+            return Ok(futures_util::future::join_all(singles).await);
+        }
+        let ops: Vec<BulkOperation> = writes
+            .iter()
+            .enumerate()
+            .map(|(i, w)| w.bulk_operation(format!("w{i}")))
+            .collect();
+        let answered = self.bulk(&ops).await?;
+        let mut by_id: std::collections::HashMap<String, BulkResult> = answered
+            .into_iter()
+            .filter_map(|r| r.bulk_id.clone().map(|id| (id, r)))
+            .collect();
+        Ok(writes
+            .iter()
+            .zip(&ops)
+            .map(|(write, op)| {
+                let url = format!("{}{}", self.base, op.path);
+                let Some(result) = op.bulk_id.as_ref().and_then(|id| by_id.remove(id)) else {
+                    return Err(ScimClientError::BadResponse {
+                        method: op.method.clone(),
+                        url,
+                        reason: "the Bulk response has no result for this operation".into(),
+                    });
+                };
+                write.outcome(result, op.method.clone(), url)
+            })
+            .collect())
+    }
+
+    async fn write_one(&self, write: &Write) -> Result<Option<String>, ScimClientError> {
+        match write {
+            Write::Create { kind, body } => {
+                let created = self.create(*kind, body).await?;
+                Ok(created
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string))
+            }
+            Write::Patch { kind, id, ops } => {
+                self.patch(*kind, id, ops).await?;
+                Ok(Some(id.clone()))
+            }
+            Write::Delete { kind, id } => self.delete(*kind, id).await.map(|()| None),
+        }
     }
 
     fn empty(&self, method: Method, path: &str) -> ScimClientError {

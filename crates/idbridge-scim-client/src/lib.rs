@@ -10,6 +10,6 @@ mod patch;
 
 pub use client::{
     BulkLimits, BulkOperation, BulkResult, Capabilities, ResourceType, RetryPolicy, ScimClient,
-    ScimClientConfig, ScimClientError,
+    ScimClientConfig, ScimClientError, Write,
 };
 pub use patch::{minimal_patch, PatchOp};

@@ -8,7 +8,9 @@
 use std::collections::HashSet;
 
 use idbridge_engine::{managed_attributes, CloudKind};
-use idbridge_scim_client::{minimal_patch, PatchOp, ResourceType, ScimClient, ScimClientError};
+use idbridge_scim_client::{
+    minimal_patch, PatchOp, ResourceType, ScimClient, ScimClientError, Write,
+};
 use serde_json::{json, Value};
 
 use super::store::{CloudObject, ExportAction, PendingExport, RunCounts};
@@ -48,12 +50,14 @@ fn sync_extension(doc: &Value, kind: CloudKind) -> Option<&Value> {
 enum ExportFailure {
     Conflict(String),
     Scim(ScimClientError),
+    /// The request carrying this object's write (a whole Bulk request) failed.
+    Batch(String),
 }
 
 impl std::fmt::Display for ExportFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Conflict(m) => f.write_str(m),
+            Self::Conflict(m) | Self::Batch(m) => f.write_str(m),
             Self::Scim(e) => write!(f, "{e}"),
         }
     }
@@ -140,13 +144,7 @@ impl SyncContext {
             for export in chunk {
                 joined.push(self.store.cloud_object(&export.guid).await?);
             }
-            let results = futures_util::future::join_all(
-                chunk
-                    .iter()
-                    .zip(&joined)
-                    .map(|(export, joined)| self.export_one(&client, export, joined.as_ref())),
-            )
-            .await;
+            let results = self.export_chunk(&client, chunk, &joined).await;
             // The window the idempotence above exists for: sent, not yet recorded.
             crate::crash_point::crash_point("export-before-confirm");
             let mut tx = self.store.begin().await?;
@@ -212,85 +210,141 @@ impl SyncContext {
         Ok(Outcome::Done)
     }
 
-    /// Sends one pending export; returns the cloud object as now confirmed (None for a
-    /// deprovision).
-    async fn export_one(
+    /// Exports a chunk: the reads (matches) concurrently, then the writes together (one Bulk
+    /// request when the server offers Bulk). Returns, per export, the cloud object as now
+    /// confirmed (`None` for a deprovision).
+    async fn export_chunk(
+        &self,
+        client: &ScimClient,
+        chunk: &[PendingExport],
+        joined: &[Option<CloudObject>],
+    ) -> Vec<Result<Option<CloudObject>, ExportFailure>> {
+        let plans = futures_util::future::join_all(
+            chunk
+                .iter()
+                .zip(joined)
+                .map(|(export, joined)| self.plan(client, export, joined.as_ref())),
+        )
+        .await;
+        let mut outcomes = Vec::with_capacity(chunk.len());
+        let mut writes = Vec::new();
+        for (position, plan) in plans.into_iter().enumerate() {
+            match plan {
+                Ok(Plan::Send(write)) => {
+                    writes.push((position, write));
+                    outcomes.push(Ok(None));
+                }
+                Ok(Plan::Confirmed(id)) => outcomes.push(Ok(id)),
+                Err(failure) => outcomes.push(Err(failure)),
+            }
+        }
+        let sent: Vec<Write> = writes.iter().map(|(_, w)| w.clone()).collect();
+        match client.write_all(&sent).await {
+            Ok(results) => {
+                for ((position, write), result) in writes.into_iter().zip(results) {
+                    let (Some(export), Some(slot)) =
+                        (chunk.get(position), outcomes.get_mut(position))
+                    else {
+                        continue;
+                    };
+                    *slot = self.after_write(client, export, &write, result).await;
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (position, _) in writes {
+                    if let Some(slot) = outcomes.get_mut(position) {
+                        *slot = Err(ExportFailure::Batch(message.clone()));
+                    }
+                }
+            }
+        }
+        chunk
+            .iter()
+            .zip(outcomes)
+            .map(|(export, outcome)| {
+                outcome.map(|id| {
+                    id.filter(|_| export.action != ExportAction::Deprovision)
+                        .map(|cloud_id| CloudObject {
+                            guid: export.guid.clone(),
+                            kind: export.kind,
+                            cloud_id,
+                            anchor: export.anchor.clone(),
+                            doc: export.doc.clone(),
+                        })
+                })
+            })
+            .collect()
+    }
+
+    /// Decides what one pending export needs from the server.
+    async fn plan(
         &self,
         client: &ScimClient,
         export: &PendingExport,
         joined: Option<&CloudObject>,
-    ) -> Result<Option<CloudObject>, ExportFailure> {
+    ) -> Result<Plan, ExportFailure> {
         let kind = resource_type(export.kind);
-        let confirmed = |cloud_id: String| CloudObject {
-            guid: export.guid.clone(),
-            kind: export.kind,
-            cloud_id,
-            anchor: export.anchor.clone(),
-            doc: export.doc.clone(),
-        };
-        match (export.action, joined) {
+        Ok(match (export.action, joined) {
             (ExportAction::Deprovision, Some(cloud)) => {
-                match (self.deprovision, export.kind) {
-                    (Deprovision::Disable, CloudKind::User) => {
-                        let ops = [PatchOp::Replace {
+                let id = cloud.cloud_id.clone();
+                Plan::Send(match (self.deprovision, export.kind) {
+                    (Deprovision::Disable, CloudKind::User) => Write::Patch {
+                        kind,
+                        id,
+                        ops: vec![PatchOp::Replace {
                             path: "active".into(),
                             value: json!(false),
-                        }];
-                        match client.patch(kind, &cloud.cloud_id, &ops).await {
-                            Err(e) if e.status() == Some(404) => {}
-                            other => {
-                                other?;
-                            }
-                        }
-                    }
-                    _ => client.delete(kind, &cloud.cloud_id).await?,
-                }
-                Ok(None)
+                        }],
+                    },
+                    _ => Write::Delete { kind, id },
+                })
             }
-            (ExportAction::Deprovision, None) => Ok(None),
-            (_, Some(cloud)) => {
-                match self
-                    .patch_to(client, export, &cloud.cloud_id, &cloud.doc)
-                    .await
-                {
-                    Err(ExportFailure::Scim(e)) if e.status() == Some(404) => {
-                        // Deleted in the cloud behind our back: provision it again.
-                        let id = self.provision(client, export).await?;
-                        Ok(Some(confirmed(id)))
-                    }
-                    other => other.map(|()| Some(confirmed(cloud.cloud_id.clone()))),
-                }
-            }
-            (_, None) => {
-                let id = self.provision(client, export).await?;
-                Ok(Some(confirmed(id)))
-            }
-        }
+            (ExportAction::Deprovision, None) => Plan::Confirmed(None),
+            (_, Some(cloud)) => patch_plan(export, &cloud.cloud_id, &cloud.doc),
+            (_, None) => self.provision_plan(client, export).await?,
+        })
     }
 
-    async fn patch_to(
+    /// What a write's result means for the object; a joined object deleted in the cloud behind
+    /// our back is provisioned again.
+    async fn after_write(
         &self,
         client: &ScimClient,
         export: &PendingExport,
-        id: &str,
-        current: &Value,
-    ) -> Result<(), ExportFailure> {
-        let managed = managed_attributes(&[current, &export.doc]);
-        let managed: Vec<&str> = managed.iter().map(String::as_str).collect();
-        let ops = minimal_patch(current, &export.doc, &managed);
-        if !ops.is_empty() {
-            client.patch(resource_type(export.kind), id, &ops).await?;
+        write: &Write,
+        result: Result<Option<String>, ScimClientError>,
+    ) -> Result<Option<String>, ExportFailure> {
+        match result {
+            Ok(id) => Ok(id),
+            // Disabling a user that is already gone: deprovisioned all the same.
+            Err(e) if e.status() == Some(404) && export.action == ExportAction::Deprovision => {
+                Ok(None)
+            }
+            Err(e) if e.status() == Some(404) && matches!(write, Write::Patch { .. }) => {
+                match self.provision_plan(client, export).await? {
+                    Plan::Confirmed(id) => Ok(id),
+                    Plan::Send(write) => {
+                        let result = client.write_all(std::slice::from_ref(&write)).await?;
+                        match result.into_iter().next() {
+                            Some(Ok(id)) => Ok(id),
+                            Some(Err(e)) => Err(write_failure(&write, e)),
+                            None => Ok(None),
+                        }
+                    }
+                }
+            }
+            Err(e) => Err(write_failure(write, e)),
         }
-        Ok(())
     }
 
     /// Joins an existing cloud object (hard match on the anchor, then the soft matches) or
-    /// creates one; returns its id.
-    async fn provision(
+    /// plans its creation.
+    async fn provision_plan(
         &self,
         client: &ScimClient,
         export: &PendingExport,
-    ) -> Result<String, ExportFailure> {
+    ) -> Result<Plan, ExportFailure> {
         let kind = resource_type(export.kind);
         for (position, (path, value)) in export.join.iter().enumerate() {
             let found = client.search(kind, &eq_filter(path, value), 2).await?;
@@ -327,19 +381,44 @@ impl SyncContext {
                 }
                 tracing::info!(dn = %export.dn, cloud_id = %id, %path, "soft match");
             }
-            self.patch_to(client, export, &id, candidate).await?;
-            return Ok(id);
+            return Ok(patch_plan(export, &id, candidate));
         }
-        match client.create(kind, &export.doc).await {
-            Ok(created) => id_of(&created).ok_or_else(|| {
-                ExportFailure::Conflict("the SCIM server created the object without an id".into())
-            }),
-            Err(e) if e.status() == Some(409) => Err(ExportFailure::Conflict(format!(
-                "the cloud refused to create it: {e}. Another cloud object (possibly a \
-                 soft-deleted one) holds the same unique value; restore, rename or purge it"
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        Ok(Plan::Send(Write::Create {
+            kind,
+            body: export.doc.clone(),
+        }))
+    }
+}
+
+/// What one pending export needs from the server, decided by reads.
+enum Plan {
+    /// Nothing to send: the cloud already holds it (its id; `None` for a deprovision).
+    Confirmed(Option<String>),
+    Send(Write),
+}
+
+/// A PATCH of the attributes the rules manage, from what `id` holds now to the export's doc.
+fn patch_plan(export: &PendingExport, id: &str, current: &Value) -> Plan {
+    let managed = managed_attributes(&[current, &export.doc]);
+    let managed: Vec<&str> = managed.iter().map(String::as_str).collect();
+    let ops = minimal_patch(current, &export.doc, &managed);
+    if ops.is_empty() {
+        return Plan::Confirmed(Some(id.to_owned()));
+    }
+    Plan::Send(Write::Patch {
+        kind: resource_type(export.kind),
+        id: id.to_owned(),
+        ops,
+    })
+}
+
+fn write_failure(write: &Write, e: ScimClientError) -> ExportFailure {
+    match write {
+        Write::Create { .. } if e.status() == Some(409) => ExportFailure::Conflict(format!(
+            "the cloud refused to create it: {e}. Another cloud object (possibly a soft-deleted \
+             one) holds the same unique value; restore, rename or purge it"
+        )),
+        _ => ExportFailure::Scim(e),
     }
 }
 

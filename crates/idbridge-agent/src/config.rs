@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use idbridge_core::config::{self, ConfigError};
 use idbridge_core::Secret;
+use idbridge_engine::ScimDialect;
 use serde::Deserialize;
 
 pub const CONFIG_VERSION: u32 = 1;
@@ -56,6 +57,9 @@ pub struct SyncConfig {
     pub scim_url: Option<String>,
     /// Token for `scim_url` (absent: `cloud.token`).
     pub scim_token: Option<Secret>,
+    /// The schemas the SCIM server understands: `idbridge` (the cloud directory) or `core`
+    /// (any RFC 7643 server: no sync extension, the anchor as `externalId`).
+    pub scim_dialect: ScimDialect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -85,6 +89,7 @@ impl Default for SyncConfig {
             database_url: None,
             scim_url: None,
             scim_token: None,
+            scim_dialect: ScimDialect::Idbridge,
         }
     }
 }
@@ -185,8 +190,11 @@ impl AgentConfig {
             ));
         }
         if let Some(url) = &config.sync.scim_url {
-            if !url.starts_with("https://") {
-                return Err(format!("sync.scim_url must be https://, not {url:?}"));
+            if !url.starts_with("https://") && !is_loopback_http(url) {
+                return Err(format!(
+                    "sync.scim_url must be https:// (http:// only to a loopback address), not \
+                     {url:?}"
+                ));
             }
         }
         if config
@@ -201,6 +209,21 @@ impl AgentConfig {
         }
         Ok(config)
     }
+}
+
+/// `http://` to this machine's loopback (a server or TLS-terminating proxy on the same host):
+/// the token never leaves the machine.
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -220,6 +243,25 @@ token = "idb_secret"
 [storage]
 data_dir = "/tmp/agent"
 "#;
+
+    #[test]
+    fn plain_http_export_only_to_loopback() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://[::1]:80/scim",
+            "http://localhost/v2",
+        ] {
+            assert!(is_loopback_http(ok), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.1:8080",
+            "http://scim.example.net",
+            "http://127.0.0.1.example.net/",
+            "ftp://127.0.0.1",
+        ] {
+            assert!(!is_loopback_http(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_with_defaults_and_redacts_secrets() {

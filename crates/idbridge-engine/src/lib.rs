@@ -10,5 +10,5 @@ pub mod scope;
 pub use object::{decode_values, encode_values, AdObject, Attributes};
 pub use project::{
     managed_attributes, member_set, project, render, CloudKind, Disposition, OutOfScope,
-    Projection, Rendered, SyncScope,
+    Projection, Rendered, ScimDialect, SyncScope,
 };

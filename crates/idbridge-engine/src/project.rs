@@ -55,6 +55,51 @@ impl CloudKind {
     }
 }
 
+/// The SCIM schemas the export target understands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScimDialect {
+    /// The idbridge cloud: the sync extension carries `source`, the anchor (`immutableId`) and
+    /// the on-premises attributes.
+    #[default]
+    Idbridge,
+    /// Any RFC 7643 server: core and enterprise schemas only; the anchor travels as
+    /// `externalId` (the attribute RFC 7643 gives the provisioning client for its own id).
+    Core,
+}
+
+impl ScimDialect {
+    /// Where the anchor of a `kind` object lives in this dialect (a SCIM attribute path).
+    pub fn anchor_path(self, kind: CloudKind) -> String {
+        match self {
+            ScimDialect::Idbridge => format!("{}:immutableId", kind.sync_schema()),
+            ScimDialect::Core => "externalId".to_owned(),
+        }
+    }
+
+    /// The anchor attribute's name, for messages.
+    pub fn anchor_name(self) -> &'static str {
+        match self {
+            ScimDialect::Idbridge => "immutableId",
+            ScimDialect::Core => "externalId",
+        }
+    }
+
+    /// The anchor a cloud resource holds, if any.
+    pub fn anchor_of(self, kind: CloudKind, resource: &serde_json::Value) -> Option<String> {
+        let holder = match self {
+            ScimDialect::Idbridge => resource.get(kind.sync_schema())?.get("immutableId"),
+            ScimDialect::Core => resource.get("externalId"),
+        };
+        holder?.as_str().map(str::to_owned)
+    }
+
+    /// Whether a cloud attribute path exists in this dialect.
+    fn carries(self, kind: CloudKind, path: &str) -> bool {
+        self == ScimDialect::Idbridge || !path.starts_with(kind.sync_schema())
+    }
+}
+
 /// Which AD objects are synced: OU include/exclude lists, an optional LDAP filter and an
 /// optional pilot group (only its direct members are synced).
 #[derive(Clone, Debug, Default)]
@@ -103,6 +148,25 @@ pub struct Projection {
 }
 
 impl Projection {
+    /// The join conditions in `dialect`: the anchor at its place there, conditions on
+    /// attributes the dialect lacks dropped.
+    pub fn join_in(&self, dialect: ScimDialect) -> Vec<(String, String)> {
+        let anchor = ScimDialect::Idbridge.anchor_path(self.kind);
+        self.join
+            .iter()
+            .filter_map(|(path, value)| {
+                let path = path.as_str();
+                if path.eq_ignore_ascii_case(&anchor) {
+                    Some((dialect.anchor_path(self.kind), value.clone()))
+                } else {
+                    dialect
+                        .carries(self.kind, path)
+                        .then(|| (path.to_owned(), value.clone()))
+                }
+            })
+            .collect()
+    }
+
     /// The AD objects the cloud object refers to (manager, members).
     pub fn references(&self) -> impl Iterator<Item = &Dn> {
         self.cloud
@@ -200,11 +264,18 @@ pub struct Rendered {
 
 /// Renders `projection` as the SCIM resource the cloud should hold. `resolve` maps a referenced
 /// AD object's DN to its cloud id.
-pub fn render(projection: &Projection, resolve: &dyn Fn(&Dn) -> Option<String>) -> Rendered {
+pub fn render(
+    projection: &Projection,
+    dialect: ScimDialect,
+    resolve: &dyn Fn(&Dn) -> Option<String>,
+) -> Rendered {
     let kind = projection.kind;
     let mut doc = Map::new();
     let mut unresolved = Vec::new();
     for (target, flowed) in &projection.cloud.attributes {
+        if !dialect.carries(kind, target.as_str()) {
+            continue;
+        }
         let multi = CLOUD
             .iter()
             .find(|d| d.name.eq_ignore_ascii_case(target.as_str()))
@@ -232,16 +303,23 @@ pub fn render(projection: &Projection, resolve: &dyn Fn(&Dn) -> Option<String>) 
         };
         set_path(&mut doc, target.as_str(), value);
     }
-    let sync = doc.entry(kind.sync_schema()).or_insert_with(|| json!({}));
-    if let Some(ext) = sync.as_object_mut() {
-        ext.insert("source".into(), json!("on_premises"));
-        ext.insert("immutableId".into(), json!(projection.anchor));
-    }
     let mut schemas = vec![kind.core_schema()];
     if doc.contains_key(ENTERPRISE_SCHEMA) {
         schemas.push(ENTERPRISE_SCHEMA);
     }
-    schemas.push(kind.sync_schema());
+    match dialect {
+        ScimDialect::Idbridge => {
+            let sync = doc.entry(kind.sync_schema()).or_insert_with(|| json!({}));
+            if let Some(ext) = sync.as_object_mut() {
+                ext.insert("source".into(), json!("on_premises"));
+                ext.insert("immutableId".into(), json!(projection.anchor));
+            }
+            schemas.push(kind.sync_schema());
+        }
+        ScimDialect::Core => {
+            doc.insert("externalId".into(), json!(projection.anchor));
+        }
+    }
     doc.insert("schemas".into(), json!(schemas));
     Rendered {
         doc: serde_json::Value::Object(doc),
@@ -404,7 +482,7 @@ mod tests {
             Some(p.anchor.as_str())
         );
         assert_eq!(p.join.get(1).map(|j| j.1.as_str()), Some("jack@lab.test"));
-        let r = render(&p, &|dn: &Dn| {
+        let r = render(&p, ScimDialect::Idbridge, &|dn: &Dn| {
             (dn.normalized() == Dn::parse("CN=Boss,OU=Staff,DC=lab").unwrap().normalized())
                 .then(|| "boss-id".to_string())
         });
@@ -429,9 +507,28 @@ mod tests {
     }
 
     #[test]
+    fn the_core_dialect_carries_the_anchor_as_external_id_and_nothing_of_ours() {
+        let p = projected(&jack("CN=Jack,OU=Staff,DC=lab"));
+        let r = render(&p, ScimDialect::Core, &|_: &Dn| None);
+        assert_eq!(r.doc["externalId"], p.anchor.as_str());
+        assert!(r.doc.get(SYNC_USER_SCHEMA).is_none(), "{}", r.doc);
+        assert_eq!(r.doc["schemas"], json!([USER_SCHEMA]));
+        let join = p.join_in(ScimDialect::Core);
+        assert_eq!(
+            join.first(),
+            Some(&("externalId".to_owned(), p.anchor.clone()))
+        );
+        assert_eq!(join.get(1).map(|j| j.0.as_str()), Some("userName"));
+        assert_eq!(
+            ScimDialect::Core.anchor_of(CloudKind::User, &r.doc),
+            Some(p.anchor.clone())
+        );
+    }
+
+    #[test]
     fn unresolved_references_are_left_out_and_reported() {
         let p = projected(&jack("CN=Jack,OU=Staff,DC=lab"));
-        let r = render(&p, &|_: &Dn| None);
+        let r = render(&p, ScimDialect::Idbridge, &|_: &Dn| None);
         assert_eq!(
             r.unresolved,
             [Dn::parse("CN=Boss,OU=Staff,DC=lab").unwrap()]

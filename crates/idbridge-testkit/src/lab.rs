@@ -165,6 +165,21 @@ db.modify(msg, ["show_deleted:1", "show_recycled:1"])
         check_output(what, &out)
     }
 
+    /// The third-party SCIM 2.0 server the export tests run (`./lab test` installs it).
+    pub fn scim_reference_server(&self) -> Result<PathBuf, LabError> {
+        let path = repo_root().join(".lab/scim2-server/bin/scim2-server");
+        if path.is_file() {
+            return Ok(path);
+        }
+        Err(LabError::Command {
+            what: "the third-party SCIM server".into(),
+            reason: format!(
+                "{} is missing: run `./lab test`, which installs it",
+                path.display()
+            ),
+        })
+    }
+
     /// Creates `OU=<label>-<random>` under the lab's `OU=Tests` for one test.
     pub async fn test_ou(&self, label: &str) -> Result<TestOu, LabError> {
         let mut ldap = self.admin_connection().await?;

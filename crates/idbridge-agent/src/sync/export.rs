@@ -41,10 +41,6 @@ fn eq_filter(path: &str, value: &str) -> String {
     }
 }
 
-fn sync_extension(doc: &Value, kind: CloudKind) -> Option<&Value> {
-    doc.get(kind.sync_schema())
-}
-
 /// Why an export of one object failed, in words for `idbridge sync errors`.
 #[derive(Debug)]
 enum ExportFailure {
@@ -358,24 +354,24 @@ impl SyncContext {
                 )));
             }
             let Some(id) = id_of(candidate) else { continue };
-            let holder_anchor = sync_extension(candidate, export.kind)
-                .and_then(|e| e.get("immutableId"))
-                .and_then(Value::as_str);
+            let holder_anchor = self.dialect.anchor_of(export.kind, candidate);
             // Soft matches (position > 0) only take cloud objects no on-premises object holds.
             if position > 0 {
                 if let Some(other) = holder_anchor.filter(|a| *a != export.anchor) {
                     return Err(ExportFailure::Conflict(format!(
                         "cloud {} {id} matches on {path} = {value:?} but is already joined to \
-                         another on-premises object (immutableId {other})",
-                        export.kind.name()
+                         another on-premises object ({} {other})",
+                        export.kind.name(),
+                        self.dialect.anchor_name()
                     )));
                 }
                 if let Some(role) = admin_role(candidate) {
                     return Err(ExportFailure::Conflict(format!(
                         "cloud {} {id} matches on {path} = {value:?} but holds the admin role \
                          {role:?}: soft match never takes over a cloud administrator. Remove the \
-                         role, or set its immutableId to {} to join it by hard match",
+                         role, or set its {} to {} to join it by hard match",
                         export.kind.name(),
+                        self.dialect.anchor_name(),
                         export.anchor
                     )));
                 }

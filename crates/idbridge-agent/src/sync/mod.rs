@@ -22,7 +22,7 @@ use std::time::Duration;
 use idbridge_ad::AdSettings;
 use idbridge_core::{Clock, Dn, Secret};
 use idbridge_engine::scope::{LdapFilter, OuScope};
-use idbridge_engine::SyncScope;
+use idbridge_engine::{ScimDialect, SyncScope};
 use idbridge_rules::RuleSet;
 use idbridge_scim_client::{RetryPolicy, ScimClientConfig};
 use serde::Serialize;
@@ -102,6 +102,7 @@ pub struct SyncContext {
     pub deletion_threshold: u64,
     pub deletion_threshold_percent: Option<u8>,
     pub staging: bool,
+    pub dialect: ScimDialect,
     pub clock: Arc<dyn Clock>,
     lock_path: PathBuf,
     phs_request_path: PathBuf,
@@ -211,6 +212,7 @@ impl SyncContext {
             deletion_threshold: sync.deletion_threshold,
             deletion_threshold_percent: sync.deletion_threshold_percent,
             staging: sync.staging,
+            dialect: sync.scim_dialect,
             clock,
             lock_path: config.storage.data_dir.join("sync.lock"),
             phs_request_path: crate::phs::full_request_path(&config.storage.data_dir),

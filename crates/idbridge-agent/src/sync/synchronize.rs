@@ -101,7 +101,7 @@ impl SyncContext {
                     .await?;
             }
             Ok(Disposition::InScope(projection)) => {
-                let rendered = render(&projection, &|target: &Dn| {
+                let rendered = render(&projection, self.dialect, &|target: &Dn| {
                     cloud_ids.get(target.normalized()).cloned()
                 });
                 self.stage_export(tx, &guid, &dn, &projection, rendered, joined.as_ref())
@@ -172,11 +172,7 @@ impl SyncContext {
             action,
             anchor: projection.anchor.clone(),
             doc: rendered.doc,
-            join: projection
-                .join
-                .iter()
-                .map(|(path, value)| (path.to_string(), value.clone()))
-                .collect(),
+            join: projection.join_in(self.dialect),
             unresolved: !rendered.unresolved.is_empty(),
         })
         .await

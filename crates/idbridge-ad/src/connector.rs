@@ -463,6 +463,37 @@ impl AdConnector {
         Ok(Ok(()))
     }
 
+    /// Writes the object's objectGUID into its `mS-DS-ConsistencyGuid`, making the sync anchor
+    /// survive a move of the object to another forest. Addressed by GUID, so a rename since the
+    /// import does not matter.
+    pub async fn write_consistency_guid(&mut self, guid: &ObjectGuid) -> Result<(), AdError> {
+        const OP: &str = "writing mS-DS-ConsistencyGuid";
+        let hex: String = guid.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let target = format!("<GUID={hex}>");
+        let value: Vec<u8> = guid.as_bytes().to_vec();
+        let result = self
+            .ldap
+            .with_timeout(self.timeout)
+            .modify(
+                &target,
+                vec![ldap3::Mod::Replace(
+                    b"mS-DS-ConsistencyGuid".to_vec(),
+                    std::collections::HashSet::from([value]),
+                )],
+            )
+            .await
+            .map_err(|e| transport(OP, &target, e))?;
+        if result.rc != 0 {
+            return Err(AdError::Ldap {
+                operation: OP,
+                base: target,
+                code: result.rc,
+                message: result.text,
+            });
+        }
+        Ok(())
+    }
+
     /// Ends the session politely.
     pub async fn unbind(mut self) -> Result<(), AdError> {
         self.ldap

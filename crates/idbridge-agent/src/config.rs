@@ -60,6 +60,9 @@ pub struct SyncConfig {
     /// The schemas the SCIM server understands: `idbridge` (the cloud directory) or `core`
     /// (any RFC 7643 server: no sync extension, the anchor as `externalId`).
     pub scim_dialect: ScimDialect,
+    /// Write the anchor (objectGUID) into `mS-DS-ConsistencyGuid` of objects joined without one,
+    /// so the anchor survives moving the object to another forest. Needs Write on that attribute.
+    pub write_consistency_guid: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -90,6 +93,7 @@ impl Default for SyncConfig {
             scim_url: None,
             scim_token: None,
             scim_dialect: ScimDialect::Idbridge,
+            write_consistency_guid: false,
         }
     }
 }

@@ -414,3 +414,81 @@ async fn rule_errors_name_file_line_and_column() {
     assert!(message.contains("rules.toml:8:"), "{message}");
     assert!(message.contains("Lefft"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anchors_are_written_to_consistency_guid_when_asked() {
+    // ms-DS-ConsistencyGuid's schemaIDGUID: the ACE lets the account write that one attribute.
+    const WRITE_CONSISTENCY_GUID: &str = "(OA;CI;WP;23773dc2-b63a-11d2-90e1-00c04fd91ab1;;{sid})";
+    let lab = Lab::load().unwrap();
+    let mut test_ou = lab.test_ou("anchor").await.unwrap();
+    let cloud = TestCloud::start("anchor").await;
+    let ou = test_ou.dn.clone();
+    let mut ad = Ad {
+        ou: &mut test_ou,
+        realm: lab.ad.realm.to_lowercase(),
+    };
+    let name = format!("cg{}", &idbridge_testkit::unique_suffix()[..6]);
+    let dn = ad.add_user(&ou, &name, &[]).await;
+    let config = cloud.agent_config(
+        &lab,
+        &format!("[sync]\ninclude_ous = [\"{ou}\"]\nwrite_consistency_guid = true\n"),
+    );
+    let sync = SyncContext::open(&config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+
+    // Without the right: exported all the same, the object says what is missing.
+    let first = cycle(&sync).await;
+    assert_eq!(
+        (first.counts.adds, first.counts.errors),
+        (1, 1),
+        "{first:?}"
+    );
+    let errors = sync.errors().await.unwrap();
+    assert!(
+        errors[0]
+            .message
+            .contains("needs Write on mS-DS-ConsistencyGuid"),
+        "{errors:?}"
+    );
+
+    // Granted: the next export retries and writes the objectGUID there.
+    lab.grant_service_account(&ou, WRITE_CONSISTENCY_GUID)
+        .unwrap();
+    let second = cycle(&sync).await;
+    assert_eq!(
+        second.counts.errors,
+        0,
+        "{:?}",
+        sync.errors().await.unwrap()
+    );
+    let (entries, _) = ad
+        .ou
+        .ldap()
+        .search(
+            &dn,
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["objectGUID", "mS-DS-ConsistencyGuid"],
+        )
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let entry = ldap3::SearchEntry::construct(entries.into_iter().next().unwrap());
+    assert_eq!(
+        entry.bin_attrs.get("mS-DS-ConsistencyGuid"),
+        entry.bin_attrs.get("objectGUID"),
+        "{entry:?}"
+    );
+    // The anchor did not change, so the cloud object is left alone.
+    let third = cycle(&sync).await;
+    assert_eq!(
+        (third.counts.adds, third.counts.updates),
+        (0, 0),
+        "{third:?}"
+    );
+
+    drop(ad);
+    test_ou.remove().await.unwrap();
+}

@@ -165,6 +165,48 @@ db.modify(msg, ["show_deleted:1", "show_recycled:1"])
         check_output(what, &out)
     }
 
+    /// Adds an ACE for the agent's service account to `dn`'s security descriptor, as an
+    /// administrator granting a right does; `{sid}` in `ace` stands for the account's SID.
+    pub fn grant_service_account(&self, dn: &str, ace: &str) -> Result<(), LabError> {
+        let account = self
+            .ad
+            .service_account_upn
+            .split('@')
+            .next()
+            .unwrap_or_default();
+        let what = format!("granting {ace} on {dn} to {account}");
+        let samba_tool = |args: &[&str]| {
+            std::process::Command::new("samba-tool")
+                .args(args)
+                .arg("-H")
+                .arg(&self.ad.sam_ldb)
+                .output()
+                .map_err(|e| LabError::Command {
+                    what: what.clone(),
+                    reason: e.to_string(),
+                })
+        };
+        let shown = samba_tool(&["user", "show", account, "--attributes=objectSid"])?;
+        check_output(what.clone(), &shown)?;
+        let text = String::from_utf8_lossy(&shown.stdout);
+        let sid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("objectSid: "))
+            .ok_or_else(|| LabError::Command {
+                what: what.clone(),
+                reason: "samba-tool printed no objectSid".into(),
+            })?;
+        let ace = ace.replace("{sid}", sid.trim());
+        let set = samba_tool(&[
+            "dsacl",
+            "set",
+            "--action=allow",
+            &format!("--objectdn={dn}"),
+            &format!("--sddl={ace}"),
+        ])?;
+        check_output(what, &set)
+    }
+
     /// The third-party SCIM 2.0 server the export tests run (`./lab test` installs it).
     pub fn scim_reference_server(&self) -> Result<PathBuf, LabError> {
         let path = repo_root().join(".lab/scim2-server/bin/scim2-server");

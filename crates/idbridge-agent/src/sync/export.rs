@@ -7,6 +7,8 @@
 
 use std::collections::HashSet;
 
+use idbridge_ad::AdConnector;
+use idbridge_core::{AttrName, ObjectGuid};
 use idbridge_engine::{managed_attributes, CloudKind};
 use idbridge_scim_client::{
     minimal_patch, PatchOp, ResourceType, ScimClient, ScimClientError, Write,
@@ -16,6 +18,10 @@ use serde_json::{json, Value};
 use super::store::{CloudObject, ExportAction, PendingExport, RunCounts};
 use super::{Outcome, SyncContext, SyncError};
 use crate::config::Deprovision;
+
+const CONSISTENCY_GUID: &str = "mS-DS-ConsistencyGuid";
+/// The `object_errors` stage of a failed anchor writeback.
+const ANCHOR_STAGE: &str = "anchor";
 
 /// SCIM requests in flight at once during an export.
 const EXPORT_CONCURRENCY: usize = 16;
@@ -39,6 +45,15 @@ fn eq_filter(path: &str, value: &str) -> String {
         }
         None => format!("{path} eq \"{escaped}\""),
     }
+}
+
+/// What the export passes of one run share.
+#[derive(Default)]
+pub(crate) struct ExportPass {
+    /// Objects that failed: not tried again in this run.
+    pub failed: HashSet<String>,
+    /// Objects joined to a cloud object in this run (guid, DN).
+    pub joined: Vec<(String, String)>,
 }
 
 /// Why an export of one object failed, in words for `idbridge sync errors`.
@@ -94,15 +109,15 @@ impl SyncContext {
         over_count || over_percent
     }
 
-    /// Sends the pending exports, except those of objects in `failed` (already tried in this
-    /// run); objects that fail are added to it.
+    /// Sends the pending exports, except those of objects that already failed in this run
+    /// (`pass.failed`); records failures and new joins in `pass`.
     pub(crate) async fn export(
         &self,
         counts: &mut RunCounts,
-        failed: &mut HashSet<String>,
+        pass: &mut ExportPass,
     ) -> Result<Outcome, SyncError> {
         let mut pending = self.store.pending_exports().await?;
-        pending.retain(|p| !failed.contains(&p.guid));
+        pending.retain(|p| !pass.failed.contains(&p.guid));
         if self.staging {
             return Ok(Outcome::Held(format!(
                 "staging mode: {} pending export(s) not sent; see `idbridge sync preview`",
@@ -159,6 +174,7 @@ impl SyncContext {
                                 if action == ExportAction::Provision || joined.is_none() {
                                     counts.adds += 1;
                                     provisioned += 1;
+                                    pass.joined.push((export.guid.clone(), export.dn.clone()));
                                 } else {
                                     counts.updates += 1;
                                 }
@@ -171,7 +187,7 @@ impl SyncContext {
                     }
                     Err(failure) => {
                         counts.errors += 1;
-                        failed.insert(export.guid.clone());
+                        pass.failed.insert(export.guid.clone());
                         let message = failure.to_string();
                         tracing::warn!(dn = %export.dn, %message, "export failed");
                         tx.set_error(&export.guid, &export.dn, "export", &message, self.now())
@@ -204,6 +220,67 @@ impl SyncContext {
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// Writes the anchor into `mS-DS-ConsistencyGuid` of the objects joined in this run, and
+    /// of those whose earlier write failed (e.g. before the right was granted), when they lack
+    /// it. A failure is an error on the object, retried by later runs; the export itself
+    /// stands. Returns the number of failures.
+    pub(crate) async fn write_anchors(
+        &self,
+        joined: &[(String, String)],
+    ) -> Result<i64, SyncError> {
+        let mut targets = joined.to_vec();
+        targets.extend(
+            self.store
+                .errors()
+                .await?
+                .into_iter()
+                .filter(|e| e.stage == ANCHOR_STAGE)
+                .map(|e| (e.guid, e.dn)),
+        );
+        let mut missing = Vec::new();
+        for (guid, dn) in &targets {
+            let held = self.store.ad_object(guid).await?;
+            if held.is_some_and(|o| {
+                !o.deleted && !o.attrs.contains_key(&AttrName::from(CONSISTENCY_GUID))
+            }) {
+                if let Ok(parsed) = ObjectGuid::parse(guid) {
+                    missing.push((parsed, guid, dn));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let mut ad = AdConnector::connect(&self.ad).await?;
+        let mut failures = 0;
+        for (parsed, guid, dn) in missing {
+            let result = ad.write_consistency_guid(&parsed).await;
+            let mut tx = self.store.begin().await?;
+            match result {
+                Ok(()) => tx.clear_error(guid).await?,
+                Err(e) => {
+                    failures += 1;
+                    let hint = if e.ldap_code() == Some(50) {
+                        ": the agent's account needs Write on mS-DS-ConsistencyGuid of user and \
+                         group objects in the synced OUs (see docs/sync.md)"
+                    } else {
+                        ""
+                    };
+                    let message =
+                        format!("exported, but the anchor was not written back: {e}{hint}");
+                    tracing::warn!(%dn, %message, "anchor writeback failed");
+                    tx.set_error(guid, dn, ANCHOR_STAGE, &message, self.now())
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        }
+        if let Err(e) = ad.unbind().await {
+            tracing::debug!(error = %e, "unbind after anchor writeback");
+        }
+        Ok(failures)
     }
 
     /// Exports a chunk: the reads (matches) concurrently, then the writes together (one Bulk

@@ -13,7 +13,6 @@ mod progress;
 pub mod store;
 mod synchronize;
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -103,6 +102,7 @@ pub struct SyncContext {
     pub deletion_threshold_percent: Option<u8>,
     pub staging: bool,
     pub dialect: ScimDialect,
+    pub write_consistency_guid: bool,
     pub clock: Arc<dyn Clock>,
     lock_path: PathBuf,
     phs_request_path: PathBuf,
@@ -213,6 +213,7 @@ impl SyncContext {
             deletion_threshold_percent: sync.deletion_threshold_percent,
             staging: sync.staging,
             dialect: sync.scim_dialect,
+            write_consistency_guid: sync.write_consistency_guid,
             clock,
             lock_path: config.storage.data_dir.join("sync.lock"),
             phs_request_path: crate::phs::full_request_path(&config.storage.data_dir),
@@ -316,11 +317,14 @@ impl SyncContext {
     /// Exports, and when new cloud objects let held-back references resolve (a group whose
     /// members were exported in the same run), syncs and exports those objects once more.
     async fn export_and_resolve(&self, counts: &mut RunCounts) -> Result<Outcome, SyncError> {
-        let mut failed = HashSet::new();
-        let outcome = self.export(counts, &mut failed).await?;
+        let mut pass = export::ExportPass::default();
+        let mut outcome = self.export(counts, &mut pass).await?;
         if matches!(outcome, Outcome::Done) && self.store.has_pending_sync().await? {
             self.synchronize(false, counts).await?;
-            return self.export(counts, &mut failed).await;
+            outcome = self.export(counts, &mut pass).await?;
+        }
+        if matches!(outcome, Outcome::Done) && self.write_consistency_guid {
+            counts.errors += self.write_anchors(&pass.joined).await?;
         }
         Ok(outcome)
     }

@@ -100,8 +100,8 @@ pub struct DirSyncBatch {
 
 /// One bound LDAP session with a DC.
 pub struct AdConnector {
-    ldap: Ldap,
-    timeout: Duration,
+    pub(crate) ldap: Ldap,
+    pub(crate) timeout: Duration,
 }
 
 impl std::fmt::Debug for AdConnector {
@@ -112,7 +112,8 @@ impl std::fmt::Debug for AdConnector {
     }
 }
 
-fn tls_config(pem: &[u8]) -> Result<rustls::ClientConfig, AdError> {
+/// A TLS client configuration that trusts exactly the certificates of `pem` (a private CA).
+pub fn tls_config(pem: &[u8]) -> Result<rustls::ClientConfig, AdError> {
     let bad = |e: String| AdError::Settings(format!("CA certificate: {e}"));
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut &pem[..]) {
@@ -503,7 +504,7 @@ impl AdConnector {
     }
 }
 
-fn transport(operation: &'static str, base: &str, e: LdapError) -> AdError {
+pub(crate) fn transport(operation: &'static str, base: &str, e: LdapError) -> AdError {
     match e {
         LdapError::LdapResult { result } => AdError::Ldap {
             operation,

@@ -32,8 +32,11 @@
 pub mod ber;
 mod connector;
 mod entry;
+mod password;
 
-pub use connector::{AdConnector, AdError, AdSettings, DirSyncBatch, DIRSYNC_FLAGS, PAGE_SIZE};
+pub use connector::{
+    tls_config, AdConnector, AdError, AdSettings, DirSyncBatch, DIRSYNC_FLAGS, PAGE_SIZE,
+};
 pub use entry::{
     base_attr_name, is_binary_attr, is_dn_attr, object_class, parse_range, strip_extended_dn,
     AdEntry, AdEntryError, RangedAttr,

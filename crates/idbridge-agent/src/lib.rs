@@ -10,6 +10,7 @@ pub mod crash_point;
 pub mod phs;
 pub mod state;
 pub mod sync;
+pub mod writeback;
 
 use std::path::PathBuf;
 
@@ -37,11 +38,21 @@ pub async fn serve_status(
         axum::routing::get(move || {
             let data_dir = data_dir.clone();
             async move {
-                let phs: state::StateFile<phs::PhsState> = state::StateFile::new(&data_dir, "phs.json");
-                let body = match phs.load() {
-                    Ok(s) => serde_json::json!({"phs": {"last": s.last, "has_watermark": s.watermark.is_some()}}),
-                    Err(e) => serde_json::json!({"phs": {"error": e.to_string()}}),
+                let phs: state::StateFile<phs::PhsState> =
+                    state::StateFile::new(&data_dir, "phs.json");
+                let phs = match phs.load() {
+                    Ok(s) => {
+                        serde_json::json!({"last": s.last, "has_watermark": s.watermark.is_some()})
+                    }
+                    Err(e) => serde_json::json!({"error": e.to_string()}),
                 };
+                let channel: state::StateFile<writeback::ChannelStatus> =
+                    state::StateFile::new(&data_dir, writeback::CHANNEL_STATUS_FILE);
+                let channel = match channel.load() {
+                    Ok(c) => serde_json::json!(c),
+                    Err(e) => serde_json::json!({"error": e.to_string()}),
+                };
+                let body = serde_json::json!({"phs": phs, "channel": channel});
                 axum::Json(body)
             }
         }),

@@ -20,6 +20,17 @@ pub struct CloudConfig {
     pub licenses: Vec<LicenseSku>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub sspr: SsprConfig,
+}
+
+/// Self-service password reset.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsprConfig {
+    /// Where one-time codes are "e-mailed": one message file per code (the lab's outbox). Without
+    /// it, only TOTP codes can prove a user's identity.
+    pub outbox: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

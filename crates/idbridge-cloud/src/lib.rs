@@ -8,6 +8,7 @@ pub mod config;
 pub mod directory;
 pub mod error;
 pub mod http;
+pub mod hub;
 pub mod secrets;
 pub mod settings;
 pub mod store;

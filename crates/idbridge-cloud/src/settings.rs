@@ -13,6 +13,18 @@ pub struct TenantSettings {
     /// How long soft-deleted users and groups can be restored before they are purged.
     pub soft_delete_retention_days: i64,
     pub session_lifetime_seconds: i64,
+    /// How synced (on-premises) users' passwords are checked at sign-in.
+    pub signin_method: SigninMethod,
+}
+
+/// Password hash sync checks the verifier the agent sent; pass-through asks the agent to bind
+/// to AD with the password, so the DC decides (and no hash is kept in the cloud).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SigninMethod {
+    #[default]
+    PasswordHashSync,
+    PassThrough,
 }
 
 /// Smart-lockout-like: `threshold` failed sign-ins within `window_seconds` lock the account
@@ -42,6 +54,7 @@ impl Default for TenantSettings {
             lockout: LockoutPolicy::default(),
             soft_delete_retention_days: 30,
             session_lifetime_seconds: 3600,
+            signin_method: SigninMethod::default(),
         }
     }
 }

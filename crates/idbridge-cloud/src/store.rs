@@ -8,11 +8,22 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
+mod agents;
+pub use agents::{AgentRecord, WritebackRecord};
+
 const SCHEMA: Schema = Schema {
     version_table: "idbridge_schema",
-    sqlite: &[(1, include_str!("../migrations/sqlite/0001_init.sql"))],
-    postgres: &[(1, include_str!("../migrations/postgres/0001_init.sql"))],
+    sqlite: &[
+        (1, include_str!("../migrations/sqlite/0001_init.sql")),
+        (2, AGENTS_MIGRATION),
+    ],
+    postgres: &[
+        (1, include_str!("../migrations/postgres/0001_init.sql")),
+        (2, AGENTS_MIGRATION),
+    ],
 };
+/// Plain types only: the same text on both databases.
+const AGENTS_MIGRATION: &str = include_str!("../migrations/common/0002_agents.sql");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

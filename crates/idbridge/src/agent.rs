@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use idbridge_agent::cloud::CloudClient;
 use idbridge_agent::phs::{self, Mode, PhsState, PhsStatus};
 use idbridge_agent::state::StateFile;
+use idbridge_agent::writeback::{self, ChannelStatus, CHANNEL_STATUS_FILE};
 use idbridge_agent::AgentConfig;
 
 #[derive(Args)]
@@ -19,8 +20,35 @@ pub struct ConfigArg {
 
 #[derive(Subcommand)]
 pub enum AgentCommand {
-    /// Run the agent: password hash sync every `phs.interval_seconds` until stopped.
+    /// Run the agent: object sync, password hash sync and (once registered) the writeback
+    /// channel, until stopped.
     Run(#[command(flatten)] ConfigArg),
+    /// Register with the cloud: creates the agent's key pair (the private key stays in the data
+    /// directory, mode 0600) and saves the credential the cloud issues.
+    Register {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The cloud directory's URL.
+        #[arg(long)]
+        cloud: String,
+        /// A one-time token from `idbridge cloud agent-token create` or the admin API.
+        #[arg(
+            long,
+            env = "IDBRIDGE_AGENT_REGISTRATION_TOKEN",
+            hide_env_values = true
+        )]
+        token: String,
+    },
+    /// Replace the agent's key pair; the cloud seals to the new key at once.
+    RotateKey(#[command(flatten)] ConfigArg),
+    /// Registration and writeback channel state.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,7 +157,34 @@ pub async fn run_phs(cmd: PhsCommand) -> anyhow::Result<()> {
 }
 
 pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
-    let AgentCommand::Run(arg) = cmd;
+    let arg = match cmd {
+        AgentCommand::Run(arg) => arg,
+        AgentCommand::Register {
+            config,
+            cloud,
+            token,
+        } => {
+            let config = AgentConfig::load(&config.config)?;
+            let registration =
+                writeback::register(&config, &cloud, &idbridge_core::Secret::new(token)).await?;
+            println!(
+                "registered as agent {} with {}; the key is in {}",
+                registration.agent_id,
+                registration.cloud_url,
+                config.storage.data_dir.display()
+            );
+            return Ok(());
+        }
+        AgentCommand::RotateKey(config) => {
+            let config = AgentConfig::load(&config.config)?;
+            writeback::rotate_key(&config).await?;
+            println!("the agent's key pair was replaced");
+            return Ok(());
+        }
+        AgentCommand::Status { config, json } => {
+            return print_agent_status(&AgentConfig::load(&config.config)?, json);
+        }
+    };
     let phs = Phs::open(arg)?;
     if let Some(listen) = phs.config.status.listen {
         let data_dir = phs.config.storage.data_dir.clone();
@@ -158,6 +213,17 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
                 }
             })
             .context("starting the sync thread")?;
+    }
+    match writeback::load_registration(&phs.config.storage.data_dir) {
+        Ok(_) => {
+            let config = phs.config.clone();
+            tokio::spawn(async move {
+                if let Err(e) = writeback::run_channel(config).await {
+                    tracing::error!(error = %e, "the writeback channel cannot run");
+                }
+            });
+        }
+        Err(e) => tracing::info!(reason = %e, "no writeback channel"),
     }
     let interval = Duration::from_secs(phs.config.phs.interval_seconds);
     let mut failures: u32 = 0;
@@ -230,4 +296,36 @@ async fn sync_loop(config: AgentConfig) -> anyhow::Result<()> {
         };
         tokio::time::sleep(wait).await;
     }
+}
+
+fn print_agent_status(config: &AgentConfig, json: bool) -> anyhow::Result<()> {
+    let data_dir = &config.storage.data_dir;
+    let registration = writeback::load_registration(data_dir).ok();
+    let channel = StateFile::<ChannelStatus>::new(data_dir, CHANNEL_STATUS_FILE).load()?;
+    if json {
+        let value = serde_json::json!({
+            "registered": registration.is_some(),
+            "agent_id": registration.as_ref().map(|r| r.agent_id.clone()),
+            "cloud_url": registration.as_ref().map(|r| r.cloud_url.clone()),
+            "channel": channel,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    match registration {
+        None => {
+            println!("registered   no (run `idbridge agent register --cloud URL --token TOKEN`)")
+        }
+        Some(r) => println!("registered   agent {} with {}", r.agent_id, r.cloud_url),
+    }
+    match (channel.connected, channel.since.is_empty()) {
+        (_, true) => println!("channel      never connected"),
+        (true, false) => println!("channel      connected since {}", channel.since),
+        (false, false) => println!(
+            "channel      down since {}: {}",
+            channel.since,
+            channel.last_error.unwrap_or_default()
+        ),
+    }
+    Ok(())
 }

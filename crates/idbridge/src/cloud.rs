@@ -16,6 +16,21 @@ pub enum CloudCommand {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// One-time tokens an agent registers with (`idbridge agent register`).
+    #[command(subcommand)]
+    AgentToken(AgentTokenCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AgentTokenCommand {
+    /// Create a registration token (valid 24 hours, once) and print it.
+    Create {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The agent's name, for the admin API and the audit log.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -93,6 +108,16 @@ pub async fn run(cmd: CloudCommand) -> anyhow::Result<()> {
             let directory =
                 idbridge_cloud::open_directory(config.load()?, Arc::new(SystemClock)).await?;
             let token = directory.create_token(&name, scope).await?;
+            println!("{}", token.expose());
+            Ok(())
+        }
+        CloudCommand::AgentToken(AgentTokenCommand::Create { config, name }) => {
+            let directory =
+                idbridge_cloud::open_directory(config.load()?, Arc::new(SystemClock)).await?;
+            let (token, _) = directory
+                .create_agent_registration("cli", &name)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.message))?;
             println!("{}", token.expose());
             Ok(())
         }

@@ -115,6 +115,17 @@ fn parse_dns(what: &str, list: &[String]) -> Result<Vec<Dn>, SyncError> {
         .collect()
 }
 
+/// How the agent reaches and binds to the DC (as its service account).
+pub fn ad_settings(config: &AgentConfig) -> Result<AdSettings, SyncError> {
+    Ok(AdSettings {
+        url: config.ad.ldap_url(),
+        bind_upn: config.ad.account.clone(),
+        password: config.ad.password.clone(),
+        ca_cert_pem: read_pem(&config.ad.ca_cert, "ad.ca_cert")?,
+        timeout: Duration::from_secs(30),
+    })
+}
+
 fn read_pem(path: &Option<PathBuf>, what: &str) -> Result<Option<Vec<u8>>, SyncError> {
     path.as_ref()
         .map(|p| {
@@ -181,13 +192,7 @@ impl SyncContext {
             ))
         });
         let store = SyncStore::open(&database_url).await?;
-        let ad = AdSettings {
-            url: config.ad.ldap_url(),
-            bind_upn: config.ad.account.clone(),
-            password: config.ad.password.clone(),
-            ca_cert_pem: read_pem(&config.ad.ca_cert, "ad.ca_cert")?,
-            timeout: Duration::from_secs(30),
-        };
+        let ad = ad_settings(config)?;
         let scim = ScimClientConfig {
             base_url: sync
                 .scim_url

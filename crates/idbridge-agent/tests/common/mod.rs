@@ -18,16 +18,19 @@ pub struct TestCloud {
     pub sync_token: Secret,
     pub admin_token: Secret,
     pub http: reqwest::Client,
-    _server: idbridge_cloud::RunningServer,
+    config: CloudConfig,
+    server: Option<idbridge_cloud::RunningServer>,
 }
 
 impl TestCloud {
     /// A cloud directory on SQLite in a fresh directory, listening on a free loopback port.
     pub async fn start(label: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("idbridge-{label}-{}", unique_suffix()));
-        let config = CloudConfig::parse(&format!(
-            "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = \"{}\"\n",
-            dir.join("cloud").display()
+        let mut config = CloudConfig::parse(&format!(
+            "version = 1\n[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = \"{}\"\n\
+             [[licenses]]\nsku = \"premium\"\nseats = 100\n[sspr]\noutbox = \"{}\"\n",
+            dir.join("cloud").display(),
+            dir.join("outbox").display()
         ))
         .unwrap();
         let directory = idbridge_cloud::open_directory(config.clone(), Arc::new(SystemClock))
@@ -38,9 +41,11 @@ impl TestCloud {
             .create_token(&format!("{label}-admin"), Scope::Admin)
             .await
             .unwrap();
-        let server = idbridge_cloud::start(config, Arc::new(SystemClock))
+        let server = idbridge_cloud::start(config.clone(), Arc::new(SystemClock))
             .await
             .unwrap();
+        // A restart listens on the same port.
+        config.server.listen = server.addr;
         let http = reqwest::Client::builder()
             .add_root_certificate(
                 reqwest::Certificate::from_pem(server.ca_cert_pem.as_bytes()).unwrap(),
@@ -53,8 +58,40 @@ impl TestCloud {
             sync_token,
             admin_token,
             http,
-            _server: server,
+            config,
+            server: Some(server),
         }
+    }
+
+    /// Stops the server (open connections end) and starts it again on the same port.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
+        let server = idbridge_cloud::start(self.config.clone(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        self.server = Some(server);
+    }
+
+    /// An admin API call; the status and JSON body.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.url))
+            .bearer_auth(bearer);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
     }
 
     /// An agent.toml for the lab DC (as the least-privilege service account) and this cloud;

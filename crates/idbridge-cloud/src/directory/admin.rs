@@ -1,5 +1,6 @@
 //! The admin API's operations, sign-in and self-service password change.
 
+use idbridge_channel::Outcome;
 use idbridge_core::Secret;
 use idbridge_phs::PhsVerifier;
 use idbridge_scim::{ResourceKind, USER_SCHEMA};
@@ -12,6 +13,7 @@ use crate::error::ApiError;
 use crate::secrets::{
     new_token, temporary_password, token_hash, verify_password, ARGON2ID, PPH1_MD4,
 };
+use crate::settings::SigninMethod;
 use crate::store::{AuditEntry, Credential, Index, SigninState, StoredResource};
 
 pub(crate) const PURPOSE_SESSION: &str = "session";
@@ -251,23 +253,18 @@ impl Directory {
         self.user_view(&user).await
     }
 
-    /// Admin reset of a cloud user's password. On-premises users need the writeback channel.
+    /// Admin reset of a user's password: a synced user's goes to AD through an agent (and
+    /// `written_back` is true), a cloud user's stays in the cloud. Returns the generated
+    /// temporary password when none was given.
     pub async fn reset_password(
         &self,
         principal: &Principal,
         user_id: &str,
         new_password: Option<Secret>,
         require_change: bool,
-    ) -> Result<Option<Secret>, ApiError> {
+        request_id: Option<String>,
+    ) -> Result<(Option<Secret>, bool), ApiError> {
         let user = self.live_user(user_id).await?;
-        if user.source == ON_PREMISES {
-            return Err(ApiError::new(
-                503,
-                "agent_offline",
-                "the user is synced from Active Directory and no agent is connected to write \
-                 the password back",
-            ));
-        }
         let (password, temporary) = match new_password {
             Some(p) => (p, None),
             None => {
@@ -275,6 +272,18 @@ impl Directory {
                 (t.clone(), Some(t))
             }
         };
+        if user.source == ON_PREMISES {
+            self.reset_on_premises(
+                principal,
+                &user,
+                &password,
+                require_change,
+                false,
+                request_id,
+            )
+            .await?;
+            return Ok((temporary, true));
+        }
         self.store_password(
             principal,
             &user,
@@ -283,10 +292,10 @@ impl Directory {
             "password.reset",
         )
         .await?;
-        Ok(temporary)
+        Ok((temporary, false))
     }
 
-    /// Checks the policy, hashes, stores, unlocks, ends sessions, audits.
+    /// Checks the cloud's policy, then stores (see [`Self::store_verifier`]).
     async fn store_password(
         &self,
         principal: &Principal,
@@ -299,6 +308,20 @@ impl Directory {
             .await?
             .password_policy
             .check(password.expose())?;
+        self.store_verifier(principal, user, password, must_change, action)
+            .await
+    }
+
+    /// Hashes, stores, unlocks, ends sessions, audits. No policy check: for synced users the
+    /// DC's policy, which already accepted the password, is the one that applies.
+    pub(crate) async fn store_verifier(
+        &self,
+        principal: &Principal,
+        user: &StoredResource,
+        password: &Secret,
+        must_change: bool,
+        action: &str,
+    ) -> Result<(), ApiError> {
         let verifier = self.hash(password).await?;
         let now = self.now_ms();
         let mut tx = self.store.begin().await?;
@@ -476,11 +499,14 @@ impl Directory {
             .await?
             .into_iter()
             .next();
+        let settings = self.settings().await?;
+        let pass_through = settings.signin_method == SigninMethod::PassThrough
+            && user.as_ref().is_some_and(|u| u.source == ON_PREMISES);
         let credential = match &user {
-            Some(u) => self.store.credential(&u.id).await?,
-            None => None,
+            Some(u) if !pass_through => self.store.credential(&u.id).await?,
+            _ => None,
         };
-        let (Some(user), Some(credential)) = (user, credential) else {
+        let Some(user) = user.filter(|_| pass_through || credential.is_some()) else {
             // Spend the time a real check takes, so timing does not reveal who exists.
             self.check_password(ARGON2ID, &Secret::new(DUMMY_ARGON2), password)
                 .await;
@@ -488,7 +514,6 @@ impl Directory {
                 .await;
             return Err(invalid());
         };
-        let settings = self.settings().await?;
         let now = self.now_ms();
         let mut state = self.store.signin_state(&user.id).await?;
         if state.locked_until > now {
@@ -500,10 +525,26 @@ impl Directory {
                  administrator",
             ));
         }
-        if !self
-            .check_password(&credential.kind, &credential.verifier, password)
-            .await
-        {
+        // The password check: the cloud's verifier, or the DC through an agent.
+        let (right, must_change, method) = match &credential {
+            Some(c) => (
+                self.check_password(&c.kind, &c.verifier, password).await,
+                c.must_change,
+                c.kind.as_str(),
+            ),
+            None => match self.verify_on_premises(&user, password).await? {
+                Outcome::Done => (true, false, "pass_through"),
+                Outcome::PasswordChangeRequired => (true, true, "pass_through"),
+                Outcome::InvalidCredentials => (false, false, "pass_through"),
+                refused => {
+                    let error = super::writeback::refusal(&refused)
+                        .unwrap_or_else(|| ApiError::new(500, "internal", "unexpected outcome"));
+                    self.audit_signin(username, "refused", error.code).await;
+                    return Err(error);
+                }
+            },
+        };
+        if !right {
             let window_ms = settings.lockout.window_seconds * 1000;
             if now - state.window_start > window_ms {
                 state = SigninState {
@@ -540,7 +581,7 @@ impl Directory {
                 .await?;
         }
         let token = new_token("ids_", &mut rand::thread_rng());
-        let outcome = if credential.must_change {
+        let outcome = if must_change {
             tx.insert_session(
                 &token_hash(token.expose()),
                 &user.id,
@@ -570,8 +611,7 @@ impl Directory {
             SigninOutcome::Session { .. } => "success",
             SigninOutcome::ChangeRequired { .. } => "password_change_required",
         };
-        self.audit_signin(username, outcome_name, &credential.kind)
-            .await;
+        self.audit_signin(username, outcome_name, method).await;
         Ok(outcome)
     }
 
@@ -600,7 +640,7 @@ impl Directory {
         principal: &Principal,
         old_password: &Secret,
         new_password: &Secret,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let Principal::User { id, .. } = principal else {
             return Err(ApiError::forbidden(
                 "sign in as the user to change their password",
@@ -608,12 +648,10 @@ impl Directory {
         };
         let user = self.live_user(id).await?;
         if user.source == ON_PREMISES {
-            return Err(ApiError::new(
-                503,
-                "agent_offline",
-                "the user is synced from Active Directory and no agent is connected to write \
-                 the password back",
-            ));
+            // The DC checks the old password, history and minimum age.
+            self.change_on_premises(principal, &user, old_password, new_password)
+                .await?;
+            return Ok(true);
         }
         let credential = self.store.credential(id).await?;
         let right = match &credential {
@@ -638,7 +676,8 @@ impl Directory {
             ));
         }
         self.store_password(principal, &user, new_password, false, "password.change")
-            .await
+            .await?;
+        Ok(false)
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod admin;
 mod scim;
+mod sspr;
+mod writeback;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,11 +17,13 @@ use time::OffsetDateTime;
 
 use crate::config::CloudConfig;
 use crate::error::{scim_store_error, ApiError};
+use crate::hub::AgentHub;
 use crate::secrets::{new_token, token_hash};
 use crate::settings::TenantSettings;
 use crate::store::{AuditEntry, Store, StoreError, StoredResource, TokenRecord};
 
 pub use admin::{SigninOutcome, UserView};
+pub use writeback::{AgentRegistration, WRITEBACK_LICENSE};
 
 /// What a bearer token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +103,8 @@ pub struct Directory {
     config: Arc<CloudConfig>,
     /// token hash -> (principal, when it was looked up): saves a query on every SCIM request.
     token_cache: Arc<Mutex<HashMap<String, (Principal, i64)>>>,
+    /// The agents connected over the channel.
+    hub: Arc<AgentHub>,
 }
 
 impl Directory {
@@ -121,11 +127,16 @@ impl Directory {
             clock,
             config,
             token_cache: Arc::default(),
+            hub: Arc::default(),
         })
     }
 
     pub fn config(&self) -> &CloudConfig {
         &self.config
+    }
+
+    pub fn hub(&self) -> &AgentHub {
+        &self.hub
     }
 
     pub fn store(&self) -> &Store {

@@ -25,11 +25,16 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/signin", post(signin))
         .route("/me/password", post(change_own_password))
+        .route("/me/sspr", post(register_sspr))
+        .route("/me/totp", post(enroll_totp))
+        .route("/sspr/start", post(sspr_start))
+        .route("/sspr/complete", post(sspr_complete))
         .route("/users", get(list_users).post(create_user))
         .route("/users/{id}", get(get_user))
         .route("/users/{id}/licenses", post(assign_license))
         .route("/users/{id}/licenses/{sku}", delete(remove_license))
         .route("/users/{id}/password-reset", post(reset_password))
+        .route("/users/{id}/unlock", post(unlock_user))
         .route("/sync/users/{id}/password-hash", put(set_password_hash))
         .merge(soft_delete_routes(ResourceKind::User, "users"))
         .merge(soft_delete_routes(ResourceKind::Group, "groups"))
@@ -38,7 +43,7 @@ pub(super) fn routes() -> Router<AppState> {
         .fallback(|| async { Failure(ApiError::not_found("no such API route")).into_response() })
 }
 
-struct Failure(ApiError);
+pub(super) struct Failure(pub(super) ApiError);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -62,9 +67,9 @@ impl From<Denied> for ApiError {
     }
 }
 
-type ApiResult = Result<Response, Failure>;
+pub(super) type ApiResult = Result<Response, Failure>;
 
-fn ok(status: StatusCode, body: &impl serde::Serialize) -> ApiResult {
+pub(super) fn ok(status: StatusCode, body: &impl serde::Serialize) -> ApiResult {
     let value =
         serde_json::to_value(body).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
     Ok(json_response(status.as_u16(), JSON, &value))
@@ -83,7 +88,7 @@ async fn body_json(state: &AppState, body: Body) -> Result<Value, ApiError> {
 }
 
 /// A typed body; the message names the field serde disliked.
-async fn body_as<T: serde::de::DeserializeOwned>(
+pub(super) async fn body_as<T: serde::de::DeserializeOwned>(
     state: &AppState,
     body: Body,
 ) -> Result<T, ApiError> {
@@ -91,7 +96,7 @@ async fn body_as<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub(super) async fn admin(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     Ok(authorize(state, headers, ADMIN).await?)
 }
 
@@ -140,14 +145,80 @@ async fn change_own_password(
 ) -> ApiResult {
     let principal = authorize(&state, &headers, SIGNED_IN).await?;
     let request: ChangePassword = body_as(&state, body).await?;
-    state
+    let written_back = state
         .directory
         .change_own_password(&principal, &request.old_password, &request.new_password)
         .await?;
     ok(
         StatusCode::OK,
-        &json!({"changed": true, "written_back": false}),
+        &json!({"changed": true, "written_back": written_back}),
     )
+}
+
+// ---- self-service password reset ------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SsprRegistration {
+    alternate_email: String,
+}
+
+async fn register_sspr(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult {
+    let principal = authorize(&state, &headers, SIGNED_IN).await?;
+    let request: SsprRegistration = body_as(&state, body).await?;
+    state
+        .directory
+        .register_alternate_email(&principal, &request.alternate_email)
+        .await?;
+    ok(StatusCode::OK, &json!({"registered": true}))
+}
+
+async fn enroll_totp(State(state): State<AppState>, headers: HeaderMap) -> ApiResult {
+    let principal = authorize(&state, &headers, SIGNED_IN).await?;
+    let (secret, uri) = state.directory.enroll_totp(&principal).await?;
+    ok(
+        StatusCode::OK,
+        &json!({"secret": secret.expose(), "otpauth_uri": uri}),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SsprStart {
+    username: String,
+}
+
+async fn sspr_start(State(state): State<AppState>, body: Body) -> ApiResult {
+    let request: SsprStart = body_as(&state, body).await?;
+    state.directory.sspr_start(&request.username).await?;
+    ok(
+        StatusCode::ACCEPTED,
+        &json!({"message": "if the account exists and has a registered method, a code is on its way"}),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SsprComplete {
+    username: String,
+    code: Secret,
+    new_password: Secret,
+    #[serde(default)]
+    unlock: bool,
+}
+
+async fn sspr_complete(State(state): State<AppState>, body: Body) -> ApiResult {
+    let request: SsprComplete = body_as(&state, body).await?;
+    state
+        .directory
+        .sspr_complete(
+            &request.username,
+            request.code.expose(),
+            &request.new_password,
+            request.unlock,
+        )
+        .await?;
+    ok(StatusCode::OK, &json!({"reset": true}))
 }
 
 // ---- users ----------------------------------------------------------------------------------
@@ -218,6 +289,19 @@ struct ResetRequest {
     new_password: Option<Secret>,
     #[serde(default)]
     require_change: bool,
+    /// Makes retries idempotent (also accepted as the `Idempotency-Key` header).
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// The caller's request id: the body's, else the `Idempotency-Key` header.
+fn request_id(headers: &HeaderMap, from_body: Option<String>) -> Option<String> {
+    from_body.or_else(|| {
+        headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
 }
 
 async fn reset_password(
@@ -228,21 +312,35 @@ async fn reset_password(
 ) -> ApiResult {
     let principal = admin(&state, &headers).await?;
     let request: ResetRequest = body_as(&state, body).await?;
-    let temporary = state
+    let (temporary, written_back) = state
         .directory
         .reset_password(
             &principal,
             &id,
             request.new_password,
             request.require_change,
+            request_id(&headers, request.request_id),
         )
         .await?;
     ok(
         StatusCode::OK,
         &ResetReply {
             temporary_password: temporary.as_ref().map(Secret::expose),
-            written_back: false,
+            written_back,
         },
+    )
+}
+
+async fn unlock_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let principal = admin(&state, &headers).await?;
+    let written_back = state.directory.unlock_user(&principal, &id).await?;
+    ok(
+        StatusCode::OK,
+        &json!({"unlocked": true, "written_back": written_back}),
     )
 }
 

@@ -2,6 +2,7 @@
 //! call [`Directory`], and serialize; they hold no rules of their own.
 
 mod admin;
+mod agents;
 mod scim;
 mod tls;
 
@@ -31,7 +32,7 @@ pub fn router(directory: Arc<Directory>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .nest("/scim/v2", scim::routes())
-        .nest("/api/v1", admin::routes())
+        .nest("/api/v1", admin::routes().merge(agents::routes()))
         .with_state(state)
 }
 
@@ -39,6 +40,7 @@ pub fn router(directory: Arc<Directory>) -> Router {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub ca_cert_pem: String,
+    directory: Arc<Directory>,
     handle: axum_server::Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -46,6 +48,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Stops accepting, lets in-flight requests finish (up to 10 s), and waits.
     pub async fn shutdown(self) -> std::io::Result<()> {
+        self.directory.hub().close_all();
         self.handle
             .graceful_shutdown(Some(std::time::Duration::from_secs(10)));
         self.task.await.unwrap_or(Ok(()))
@@ -71,11 +74,12 @@ pub async fn start(
     let config = tls::rustls_config(tls)?;
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());
-    let app = router(directory);
+    let app = router(directory.clone());
     let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
     Ok(RunningServer {
         addr,
         ca_cert_pem: tls.cert_pem.clone(),
+        directory,
         handle,
         task,
     })
@@ -94,7 +98,7 @@ pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("the body is not valid JSON: {e}"))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

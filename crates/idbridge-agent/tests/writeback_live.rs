@@ -140,6 +140,8 @@ async fn cloud_password_operations_reach_active_directory() {
     }
     let channel = tokio::spawn(writeback::run_channel(config.clone()));
     wait_for("the agent online", async || online(&cloud).await).await;
+    // A new key pair while connected: the next requests are sealed to it.
+    writeback::rotate_key(&config).await.unwrap();
 
     // Admin reset with "must change at next logon": AD answers 773 to a bind.
     let (status, body) = cloud
@@ -398,6 +400,27 @@ async fn cloud_password_operations_reach_active_directory() {
     assert_eq!(status, 200, "{body}");
     bind(&lab, &pam_upn, "Sixth-pass-6!").await.unwrap();
 
+    // Self-service reset with an authenticator app instead of a mailed code.
+    let (_, session) = cloud
+        .api(Method::POST, "/signin", "", Some(signin("Sixth-pass-6!")))
+        .await;
+    let user_token = session["token"].as_str().unwrap().to_owned();
+    let (status, enrolled) = cloud.api(Method::POST, "/me/totp", &user_token, None).await;
+    assert_eq!(status, 200, "{enrolled}");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let totp =
+        idbridge_cloud::directory::totp_code(enrolled["secret"].as_str().unwrap(), now).unwrap();
+    let (status, body) = cloud
+        .api(
+            Method::POST,
+            "/sspr/complete",
+            "",
+            Some(json!({"username": pam_upn, "code": totp, "new_password": "Totp-pass-8!"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    bind(&lab, &pam_upn, "Totp-pass-8!").await.unwrap();
+
     // A cloud-only user's reset stays in the cloud.
     let (status, created) = cloud
         .api(
@@ -454,7 +477,7 @@ async fn cloud_password_operations_reach_active_directory() {
         (503, Some("agent_offline")),
         "{body}"
     );
-    bind(&lab, &pam_upn, "Sixth-pass-6!").await.unwrap();
+    bind(&lab, &pam_upn, "Totp-pass-8!").await.unwrap();
 
     drop(ad);
     test_ou.remove().await.unwrap();

@@ -273,16 +273,18 @@ impl Directory {
             }
         };
         if user.source == ON_PREMISES {
-            self.reset_on_premises(
-                principal,
-                &user,
-                &password,
-                require_change,
-                false,
-                request_id,
-            )
-            .await?;
-            return Ok((temporary, true));
+            let fresh = self
+                .reset_on_premises(
+                    principal,
+                    &user,
+                    &password,
+                    require_change,
+                    false,
+                    request_id,
+                )
+                .await?;
+            // A replayed request id set no new password: there is nothing to show.
+            return Ok((temporary.filter(|_| fresh), true));
         }
         self.store_password(
             principal,

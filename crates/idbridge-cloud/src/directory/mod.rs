@@ -23,6 +23,7 @@ use crate::settings::TenantSettings;
 use crate::store::{AuditEntry, Store, StoreError, StoredResource, TokenRecord};
 
 pub use admin::{SigninOutcome, UserView};
+pub use sspr::totp_code;
 pub use writeback::{AgentRegistration, WRITEBACK_LICENSE};
 
 /// What a bearer token may do.

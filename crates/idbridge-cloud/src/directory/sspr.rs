@@ -88,6 +88,11 @@ pub fn totp(secret: &[u8], unix_s: i64) -> String {
     format!("{:06}", (word & 0x7fff_ffff) % 1_000_000)
 }
 
+/// The current TOTP of a base32 secret (as enrolled), for `unix_s`.
+pub fn totp_code(base32_secret: &str, unix_s: i64) -> Option<String> {
+    base32_decode(base32_secret).map(|secret| totp(&secret, unix_s))
+}
+
 fn code_hash(user_id: &str, code: &str) -> String {
     token_hash(&format!("{user_id}:{code}"))
 }

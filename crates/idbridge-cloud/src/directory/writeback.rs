@@ -287,7 +287,8 @@ impl Directory {
     }
 
     /// Sends one writeback and applies its result: see the module docs. `build` makes the
-    /// operation for the chosen agent's key and the request id.
+    /// operation for the chosen agent's key and the request id. Returns false when the request
+    /// id had already succeeded (nothing was sent again).
     pub(crate) async fn writeback(
         &self,
         principal: &Principal,
@@ -296,7 +297,7 @@ impl Directory {
         operation: &'static str,
         after: AfterWriteback,
         build: impl FnOnce(&AgentPublicKey, &str) -> Operation,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let id = request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         if let Some(earlier) = self.store.writeback_request(&id).await? {
             if earlier.user_id != user.id || earlier.operation != operation {
@@ -306,7 +307,7 @@ impl Directory {
                 ));
             }
             return match (earlier.state.as_str(), earlier.outcome) {
-                ("done", _) => Ok(()),
+                ("done", _) => Ok(false),
                 ("failed", Some(outcome)) => Err(serde_json::from_str::<Outcome>(&outcome)
                     .ok()
                     .as_ref()
@@ -337,7 +338,7 @@ impl Directory {
             Ok(outcome) => {
                 self.finish_writeback(principal, user, &id, operation, &after, &outcome)
                     .await?;
-                refusal(&outcome).map_or(Ok(()), Err)
+                refusal(&outcome).map_or(Ok(true), Err)
             }
             Err(CallError::Timeout | CallError::Disconnected | CallError::Offline) => {
                 self.keep_waiting(
@@ -463,7 +464,7 @@ impl Directory {
         require_change: bool,
         unlock: bool,
         request_id: Option<String>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<bool, ApiError> {
         let target = self.writeback_target(user).await?;
         let after = AfterWriteback::Password {
             password: password.clone(),
@@ -529,6 +530,7 @@ impl Directory {
             },
         )
         .await
+        .map(|_| ())
     }
 
     /// `POST /api/v1/users/{id}/unlock`: clears the cloud lockout, and AD's for synced users.

@@ -71,6 +71,34 @@ async fn set_password(ou: &mut TestOu, name: &str, password: &str) -> Result<(),
     Ok(())
 }
 
+/// The NT hash Samba itself holds for the account: `samba-tool user getpassword
+/// --attributes=unicodePwd` on the DC's database.
+fn samba_tool_nt_hash(lab: &Lab, sam_account_name: &str) -> [u8; 16] {
+    use base64::Engine as _;
+    let out = std::process::Command::new("samba-tool")
+        .args([
+            "user",
+            "getpassword",
+            sam_account_name,
+            "--attributes=unicodePwd",
+            "-H",
+        ])
+        .arg(&lab.ad.sam_ldb)
+        .output()
+        .unwrap_or_else(|e| panic!("samba-tool: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("unicodePwd:: "))
+        .unwrap_or_else(|| panic!("no unicodePwd in samba-tool's output: {text}"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .unwrap_or_else(|e| panic!("unicodePwd is not base64: {e}"));
+    bytes
+        .try_into()
+        .unwrap_or_else(|b: Vec<u8>| panic!("unicodePwd has {} bytes", b.len()))
+}
+
 fn service_credentials(lab: &Lab) -> Credentials {
     Credentials::new(
         lab.ad.service_account_upn.clone(),
@@ -124,6 +152,11 @@ async fn replicated_nt_hash_matches_the_password_and_deltas_resume() {
     };
     let nt = account.nt_hash.as_ref().expect("unicodePwd replicated");
     assert_eq!(nt.as_bytes(), &expected_nt_hash(password));
+    assert_eq!(
+        nt.as_bytes(),
+        &samba_tool_nt_hash(&lab, &name),
+        "the hash Samba holds"
+    );
     assert_eq!(account.user_account_control, Some(512));
     assert!(account.sid.as_ref().and_then(|s| s.rid()).is_some());
     assert!(!format!("{account:?}").contains(&hex::encode(nt.as_bytes())));
@@ -140,12 +173,42 @@ async fn replicated_nt_hash_matches_the_password_and_deltas_resume() {
         "unchanged user replicated again: {again:?}"
     );
 
-    // A password change shows up in the next delta with the new hash. A delta carries only the
-    // changed attributes (no sAMAccountName), so the user is found by objectGUID.
+    // N password changes: the next delta brings those N accounts, with the new hashes, and not
+    // the domain. A delta carries only the changed attributes (no sAMAccountName), so the users
+    // are found by objectGUID.
+    let others = [format!("{name}-b"), format!("{name}-c")];
+    for other in &others {
+        add_user(&lab, &mut ou, other, "Other-pass-1!")
+            .await
+            .unwrap();
+    }
+    let (created, watermark, _, _) = replicate(&mut client, &nc, Some(&watermark)).await.unwrap();
+    let mut changed_guids: HashSet<_> = created
+        .iter()
+        .filter(|a| {
+            others
+                .iter()
+                .any(|o| a.sam_account_name.as_deref() == Some(o.as_str()))
+        })
+        .map(|a| a.object_guid)
+        .collect();
+    changed_guids.insert(guid);
     let new_password = "Zweites-Pa\u{df}wort-\u{1F600}-2";
     set_password(&mut ou, &name, new_password).await.unwrap();
+    for other in &others {
+        set_password(&mut ou, other, "Other-pass-2!").await.unwrap();
+    }
     let (delta, _, _, delta_objects) = replicate(&mut client, &nc, Some(&watermark)).await.unwrap();
     assert!(delta_objects < objects, "a delta is not a full replication");
+    let with_new_hashes: HashSet<_> = delta
+        .iter()
+        .filter(|a| a.nt_hash.is_some())
+        .map(|a| a.object_guid)
+        .collect();
+    assert_eq!(
+        with_new_hashes, changed_guids,
+        "3 changes, 3 accounts ({delta_objects} objects in the delta)"
+    );
     let changed: Vec<_> = delta.iter().filter(|a| a.object_guid == guid).collect();
     let [changed] = changed.as_slice() else {
         panic!("expected the user once in the delta, got {delta:?}");

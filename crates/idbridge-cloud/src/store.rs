@@ -16,10 +16,18 @@ const SCHEMA: Schema = Schema {
     sqlite: &[
         (1, include_str!("../migrations/sqlite/0001_init.sql")),
         (2, AGENTS_MIGRATION),
+        (
+            3,
+            include_str!("../migrations/sqlite/0003_match_indexes.sql"),
+        ),
     ],
     postgres: &[
         (1, include_str!("../migrations/postgres/0001_init.sql")),
         (2, AGENTS_MIGRATION),
+        (
+            3,
+            include_str!("../migrations/postgres/0003_match_indexes.sql"),
+        ),
     ],
 };
 /// Plain types only: the same text on both databases.
@@ -74,6 +82,8 @@ pub struct ResourceWrite<'a> {
     pub kind: ResourceKind,
     pub name_key: Option<String>,
     pub external_id: Option<&'a str>,
+    pub anchor: Option<&'a str>,
+    pub email_key: Option<String>,
     pub source: &'a str,
     pub doc: &'a Value,
 }
@@ -116,6 +126,10 @@ pub enum Index<'a> {
     Id(&'a str),
     NameKey(&'a str),
     ExternalId(&'a str),
+    /// The sync extension's `immutableId`.
+    Anchor(&'a str),
+    /// A user's work e-mail, lower-cased.
+    EmailKey(&'a str),
 }
 
 const RESOURCE_COLUMNS: &str =
@@ -193,6 +207,8 @@ impl Store {
             Some(Index::Id(v)) => (" AND id = $2", Some(v)),
             Some(Index::NameKey(v)) => (" AND name_key = $2", Some(v)),
             Some(Index::ExternalId(v)) => (" AND external_id = $2", Some(v)),
+            Some(Index::Anchor(v)) => (" AND anchor = $2", Some(v)),
+            Some(Index::EmailKey(v)) => (" AND email_key = $2", Some(v)),
         };
         let sql = format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources \
@@ -428,8 +444,9 @@ impl Tx {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO resources \
-             (id, kind, name_key, external_id, source, doc, version, created_at, modified_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+             (id, kind, name_key, external_id, source, doc, version, created_at, modified_at, \
+              anchor, email_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8, $9)",
         )
         .bind(w.id)
         .bind(kind_str(w.kind))
@@ -438,6 +455,8 @@ impl Tx {
         .bind(w.source)
         .bind(w.doc.to_string())
         .bind(now)
+        .bind(w.anchor)
+        .bind(w.email_key.as_deref())
         .execute(self.tx.conn())
         .await?;
         Ok(())
@@ -452,7 +471,8 @@ impl Tx {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE resources SET name_key = $1, external_id = $2, source = $3, doc = $4, \
-             version = version + 1, modified_at = $5 WHERE id = $6 AND version = $7",
+             version = version + 1, modified_at = $5, anchor = $8, email_key = $9 \
+             WHERE id = $6 AND version = $7",
         )
         .bind(w.name_key.as_deref())
         .bind(w.external_id)
@@ -461,6 +481,8 @@ impl Tx {
         .bind(now)
         .bind(w.id)
         .bind(version)
+        .bind(w.anchor)
+        .bind(w.email_key.as_deref())
         .execute(self.tx.conn())
         .await?;
         Ok(done.rows_affected() == 1)

@@ -228,7 +228,7 @@ async fn lockout_and_synced_password_verifiers(backend: Backend) {
             .status,
         StatusCode::UNAUTHORIZED
     );
-    // On-premises users' passwords go through the agent, which is not there yet.
+    // On-premises users' passwords go through the agent, and only for premium users.
     let r = c
         .call(
             Method::POST,
@@ -239,7 +239,7 @@ async fn lockout_and_synced_password_verifiers(backend: Backend) {
         .await;
     assert_eq!(
         (r.status, r.body["error"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("agent_offline"))
+        (StatusCode::FORBIDDEN, Some("not_eligible"))
     );
 
     // Two more failures reach the threshold of 3: locked, even with the right password.

@@ -73,7 +73,7 @@ async fn set_password(ou: &mut TestOu, name: &str, password: &str) -> Result<(),
 
 /// The NT hash Samba itself holds for the account: `samba-tool user getpassword
 /// --attributes=unicodePwd` on the DC's database.
-fn samba_tool_nt_hash(lab: &Lab, sam_account_name: &str) -> [u8; 16] {
+fn samba_tool_nt_hash(lab: &Lab, sam_account_name: &str) -> Result<[u8; 16], String> {
     use base64::Engine as _;
     let out = std::process::Command::new("samba-tool")
         .args([
@@ -85,18 +85,18 @@ fn samba_tool_nt_hash(lab: &Lab, sam_account_name: &str) -> [u8; 16] {
         ])
         .arg(&lab.ad.sam_ldb)
         .output()
-        .unwrap_or_else(|e| panic!("samba-tool: {e}"));
+        .map_err(|e| format!("samba-tool: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let value = text
         .lines()
         .find_map(|l| l.strip_prefix("unicodePwd:: "))
-        .unwrap_or_else(|| panic!("no unicodePwd in samba-tool's output: {text}"));
+        .ok_or_else(|| format!("no unicodePwd in samba-tool's output: {text}"))?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
-        .unwrap_or_else(|e| panic!("unicodePwd is not base64: {e}"));
+        .map_err(|e| format!("unicodePwd is not base64: {e}"))?;
     bytes
         .try_into()
-        .unwrap_or_else(|b: Vec<u8>| panic!("unicodePwd has {} bytes", b.len()))
+        .map_err(|b: Vec<u8>| format!("unicodePwd has {} bytes", b.len()))
 }
 
 fn service_credentials(lab: &Lab) -> Credentials {
@@ -154,7 +154,7 @@ async fn replicated_nt_hash_matches_the_password_and_deltas_resume() {
     assert_eq!(nt.as_bytes(), &expected_nt_hash(password));
     assert_eq!(
         nt.as_bytes(),
-        &samba_tool_nt_hash(&lab, &name),
+        &samba_tool_nt_hash(&lab, &name).unwrap(),
         "the hash Samba holds"
     );
     assert_eq!(account.user_account_control, Some(512));

@@ -234,6 +234,35 @@ impl Filter {
         indexable.then(|| (resolved.top_level_name(), value.clone()))
     }
 
+    /// For `emails[type eq "work" and value eq "<string>"]` (in either order), the value: the
+    /// sync agent's soft match, which the store answers from an index.
+    pub fn as_work_email_eq(&self) -> Option<String> {
+        let Filter::ValuePath { path, filter } = self else {
+            return None;
+        };
+        if !path.attr.eq_ignore_ascii_case("emails") || path.sub_attr.is_some() {
+            return None;
+        }
+        let Filter::And(terms) = filter.as_ref() else {
+            return None;
+        };
+        let eq = |name: &str| {
+            terms.iter().find_map(|t| match t {
+                Filter::Compare {
+                    path,
+                    op: CompareOp::Eq,
+                    value: CompValue::String(v),
+                } if path.attr.eq_ignore_ascii_case(name) && path.sub_attr.is_none() => {
+                    Some(v.clone())
+                }
+                _ => None,
+            })
+        };
+        (terms.len() == 2 && eq("type").as_deref() == Some("work"))
+            .then(|| eq("value"))
+            .flatten()
+    }
+
     /// For a value filter made only of `sub eq value` terms joined by `and`, those pairs: what a
     /// PATCH `add` through a filter that matches nothing must create.
     pub(crate) fn equality_assignments(&self) -> Option<Vec<(&str, Value)>> {

@@ -46,9 +46,27 @@ pub(crate) fn resource_write<'a>(
             ResourceKind::Group => None,
         },
         external_id: doc.get("externalId").and_then(Value::as_str),
+        anchor: doc
+            .get(sync_schema(kind))
+            .and_then(|e| e.get("immutableId"))
+            .and_then(Value::as_str),
+        email_key: match kind {
+            ResourceKind::User => work_email(doc).map(str::to_lowercase),
+            ResourceKind::Group => None,
+        },
         source,
         doc,
     }
+}
+
+/// A user's work e-mail, what the sync agent soft-matches on.
+fn work_email(doc: &Value) -> Option<&str> {
+    doc.get("emails")?
+        .as_array()?
+        .iter()
+        .find(|e| e.get("type").and_then(Value::as_str) == Some("work"))?
+        .get("value")?
+        .as_str()
 }
 
 /// Puts an extension object into a document and declares its schema.
@@ -688,6 +706,8 @@ impl Directory {
             filter.validate_for(kind)?;
         }
         let index = query.filter.as_ref().and_then(|f| f.as_indexable_eq());
+        let email = query.filter.as_ref().and_then(|f| f.as_work_email_eq());
+        let anchor_path = format!("{}:immutableId", sync_schema(kind));
         let key;
         let index = match index.as_ref().map(|(a, v)| (a.as_str(), v.as_str())) {
             Some(("userName", v)) if kind == ResourceKind::User => {
@@ -696,7 +716,14 @@ impl Directory {
             }
             Some(("externalId", v)) => Some(Index::ExternalId(v)),
             Some(("id", v)) => Some(Index::Id(v)),
-            _ => None,
+            Some((a, v)) if a.eq_ignore_ascii_case(&anchor_path) => Some(Index::Anchor(v)),
+            _ => match &email {
+                Some(v) if kind == ResourceKind::User => {
+                    key = v.to_lowercase();
+                    Some(Index::EmailKey(&key))
+                }
+                _ => None,
+            },
         };
         let stored = self
             .store

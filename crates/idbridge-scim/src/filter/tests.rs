@@ -422,3 +422,29 @@ proptest! {
         let _ = f.matches(&json!(null));
     }
 }
+
+#[test]
+fn the_work_email_soft_match_is_recognised_in_either_order() {
+    for text in [
+        r#"emails[type eq "work" and value eq "a@b.test"]"#,
+        r#"emails[value eq "a@b.test" and type eq "work"]"#,
+    ] {
+        let filter = Filter::parse(text).unwrap();
+        assert_eq!(
+            filter.as_work_email_eq().as_deref(),
+            Some("a@b.test"),
+            "{text}"
+        );
+    }
+    for text in [
+        r#"emails[type eq "home" and value eq "a@b.test"]"#,
+        r#"emails[value eq "a@b.test"]"#,
+        r#"userName eq "a@b.test""#,
+    ] {
+        assert_eq!(
+            Filter::parse(text).unwrap().as_work_email_eq(),
+            None,
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,362 @@
+#!/usr/bin/python3
+"""The idbridge benchmark on the lab (see BENCHMARKS.md): sync, change latency, hash sync and
+writeback, each next to a baseline measured in the same run. Called by bench/run."""
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB = os.path.join(ROOT, ".lab")
+WORK = os.path.join(LAB, "bench")
+BIN = os.path.join(ROOT, "target", "release", "idbridge")
+CLOUD_PORT = 18443
+AGENT_STATUS_PORT = 18444
+IMPORT_FILTER = "(|(objectClass=user)(objectClass=group)(objectClass=contact)(objectClass=organizationalUnit))"
+
+
+def say(text):
+    print("bench: %s" % text, flush=True)
+
+
+def die(text):
+    print("bench: error: %s" % text, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def run(args, **kw):
+    result = subprocess.run(args, capture_output=True, text=True, **kw)
+    if result.returncode != 0:
+        die("%s failed (%d): %s" % (" ".join(args[:3]), result.returncode, result.stderr.strip()[-2000:]))
+    return result.stdout
+
+
+def timed(args, env=None):
+    """Wall seconds and peak RSS (MiB) of a command."""
+    started = time.time()
+    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + args, capture_output=True, text=True, env=env)
+    elapsed = time.time() - started
+    if out.returncode != 0:
+        die("%s failed: %s" % (" ".join(args[:4]), out.stderr.strip()[-2000:]))
+    rss_kb = int(out.stderr.strip().splitlines()[-1])
+    return elapsed, rss_kb / 1024, out.stdout
+
+
+def import_attributes():
+    """The attributes the agent's full import asks for (the rules' AD catalog)."""
+    with open(os.path.join(ROOT, "crates/idbridge-rules/src/catalog.rs")) as f:
+        text = f.read()
+    block = text[text.index("pub const AD: &[AttrDef]"):]
+    block = block[:block.index("];")]
+    return re.findall(r'(?:one|many)\("([^"]+)"', block) + ["objectClass", "isDeleted", "objectGUID"]
+
+
+class Cloud:
+    def __init__(self, lab):
+        self.url = "https://127.0.0.1:%d" % CLOUD_PORT
+        self.dir = os.path.join(WORK, "cloud")
+        self.config = os.path.join(self.dir, "cloud.toml")
+        os.makedirs(self.dir, exist_ok=True)
+        with open(self.config, "w") as f:
+            f.write('version = 1\n[server]\nlisten = "127.0.0.1:%d"\n[storage]\ndata_dir = "%s"\n'
+                    '[[licenses]]\nsku = "premium"\nseats = 1000000\n[sspr]\noutbox = "%s"\n'
+                    % (CLOUD_PORT, self.dir, os.path.join(WORK, "outbox")))
+        self.admin = run([BIN, "cloud", "token", "create", "--config", self.config, "--scope", "admin", "--name", "bench-admin"]).strip()
+        self.sync = run([BIN, "cloud", "token", "create", "--config", self.config, "--scope", "sync", "--name", "bench-agent"]).strip()
+        self.log = open(os.path.join(WORK, "cloud.log"), "a")
+        self.proc = subprocess.Popen([BIN, "cloud", "serve", "--config", self.config], stdout=self.log, stderr=self.log)
+        self.ctx = None
+        for _ in range(100):
+            try:
+                self.ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "tls", "cert.pem"))
+                self.call("GET", "/healthz", raw_path=True)
+                return
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.2)
+        die("the bench cloud did not start (see %s)" % self.log.name)
+
+    def call(self, method, path, body=None, token=None, raw_path=False):
+        url = self.url + (path if raw_path else "/api/v1" + path)
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("content-type", "application/json")
+        request.add_header("authorization", "Bearer %s" % (token or self.admin))
+        try:
+            with urllib.request.urlopen(request, context=self.ctx, timeout=30) as r:
+                text = r.read()
+                return r.status, (json.loads(text) if text.strip().startswith(b"{") else {})
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def scim(self, path):
+        request = urllib.request.Request(self.url + "/scim/v2" + path)
+        request.add_header("authorization", "Bearer %s" % self.admin)
+        with urllib.request.urlopen(request, context=self.ctx, timeout=30) as r:
+            return json.loads(r.read())
+
+    def peak_rss_mb(self):
+        return peak_rss(self.proc.pid)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+def peak_rss(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Agent:
+    def __init__(self, lab, cloud, ou_dn):
+        self.dir = os.path.join(WORK, "agent")
+        os.makedirs(self.dir, exist_ok=True)
+        self.config = os.path.join(self.dir, "agent.toml")
+        ad = lab["ad"]
+        with open(self.config, "w") as f:
+            os.chmod(self.config, 0o600)
+            f.write('version = 1\n[ad]\ndc_host = "127.0.0.1"\nbase_dn = "%s"\naccount = "%s"\npassword = "%s"\n'
+                    'ldap_url = "%s"\nca_cert = "%s"\n[cloud]\nurl = "%s"\nca_cert = "%s"\ntoken = "%s"\n'
+                    '[storage]\ndata_dir = "%s"\n[status]\nlisten = "127.0.0.1:%d"\n[sync]\ninclude_ous = ["%s"]\n'
+                    % (ad["base_dn"], ad["service_account_upn"], ad["service_account_password"], ad["ldaps_url"],
+                       ad["ca_cert"], cloud.url, os.path.join(cloud.dir, "tls", "cert.pem"), cloud.sync,
+                       self.dir, AGENT_STATUS_PORT, ou_dn))
+        self.proc = None
+
+    def cli(self, *args):
+        return timed([BIN] + list(args) + ["--config", self.config])
+
+    def register(self, cloud):
+        token = run([BIN, "cloud", "agent-token", "create", "--config", cloud.config, "--name", "bench-agent"]).strip()
+        run([BIN, "agent", "register", "--config", self.config, "--cloud", cloud.url, "--token", token])
+
+    def start(self):
+        self.log = open(os.path.join(WORK, "agent.log"), "a")
+        self.proc = subprocess.Popen([BIN, "agent", "run", "--config", self.config], stdout=self.log, stderr=self.log)
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def ldap_env(lab):
+    env = dict(os.environ)
+    env["LDAPTLS_CACERT"] = lab["ad"]["ca_cert"]
+    return env
+
+
+def ldapmodify(lab, dn, changes):
+    """One modify as the domain admin: an independent client, not idbridge."""
+    ad = lab["ad"]
+    ldif = "dn:: %s\nchangetype: modify\n%s" % (base64.b64encode(dn.encode()).decode(), changes)
+    subprocess.run(["ldapmodify", "-H", ad["ldaps_url"], "-x", "-D", ad["admin_upn"], "-w", ad["admin_password"]],
+                   input=ldif, text=True, env=ldap_env(lab), capture_output=True, check=True)
+
+
+def binds(lab, upn, password):
+    ad = lab["ad"]
+    r = subprocess.run(["ldapsearch", "-LLL", "-H", ad["ldaps_url"], "-x", "-D", upn, "-w", password,
+                        "-b", "", "-s", "base", "1.1"], env=ldap_env(lab), capture_output=True)
+    return r.returncode == 0
+
+
+def dn_of(cloud, user_id):
+    """The user's DN in AD, as the cloud holds it (non-ASCII names included)."""
+    doc = cloud.scim("/Users/%s" % user_id)
+    return doc["urn:idbridge:params:scim:schemas:extension:sync:2.0:User"]["onPremisesDistinguishedName"]
+
+
+WRITEBACK_ACES = [  # as ./lab grants them on OU=Staff (see docs/writeback.md)
+    "OA;CIIO;CR;00299570-246d-11d0-a768-00aa006e0529;bf967aba-0de6-11d0-a285-00aa003049e2",
+    "OA;CIIO;WP;bf967a0a-0de6-11d0-a285-00aa003049e2;bf967aba-0de6-11d0-a285-00aa003049e2",
+    "OA;CIIO;WP;28630ebf-41d5-11d1-a9c1-0000f80367c1;bf967aba-0de6-11d0-a285-00aa003049e2",
+]
+
+
+def grant_writeback(lab, ou_dn):
+    sam = lab["ad"]["sam_ldb"]
+    account = lab["ad"]["service_account_upn"].split("@")[0]
+    shown = run(["samba-tool", "user", "show", account, "--attributes=objectSid", "-H", sam])
+    sid = [l.split(": ", 1)[1] for l in shown.splitlines() if l.startswith("objectSid: ")][0]
+    for ace in WRITEBACK_ACES:
+        run(["samba-tool", "dsacl", "set", "-H", sam, "--action=allow", "--objectdn=%s" % ou_dn,
+             "--sddl=(%s;%s)" % (ace, sid)])
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def wait_until(check, limit=30.0, step=0.01):
+    started = time.time()
+    while time.time() - started < limit:
+        if check():
+            return time.time() - started
+        time.sleep(step)
+    return None
+
+
+def main():
+    parser = argparse.ArgumentParser(description="idbridge benchmark on the lab")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--groups", type=int)
+    parser.add_argument("--quick", action="store_true", help="2,000 users and 100 groups, fewer samples")
+    parser.add_argument("--changes", type=int, default=50, help="attribute changes timed (default 50)")
+    args = parser.parse_args()
+    users = args.users or (2000 if args.quick else 100000)
+    groups = args.groups or (100 if args.quick else 5000)
+    if not os.path.exists(BIN):
+        die("%s is missing: run ./lab up first (it builds the release binary)" % BIN)
+    with open(os.path.join(LAB, "lab.json")) as f:
+        lab = json.load(f)
+    ad = lab["ad"]
+    ou_dn = "OU=Bench,%s" % ad["base_dn"]
+    results = {"users": users, "groups": groups, "quick": args.quick,
+               "machine": "%d cores, %s" % (os.cpu_count(), os.uname().release),
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    say("dataset: %d users, %d groups in %s" % (users, groups, ou_dn))
+    subprocess.run([os.path.join(ROOT, "bench", "load-dataset"), "--wipe"], check=True, capture_output=True)
+    started = time.time()
+    subprocess.run([os.path.join(ROOT, "bench", "load-dataset"), "--users", str(users), "--groups", str(groups)], check=True)
+    results["load_s"] = round(time.time() - started, 1)
+    grant_writeback(lab, ou_dn)
+
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    cloud = Cloud(lab)
+    agent = Agent(lab, cloud, ou_dn)
+    try:
+        say("baseline: ldapsearch paging through the same objects and attributes")
+        attrs = import_attributes()
+        ldapsearch = ["ldapsearch", "-LLL", "-H", ad["ldaps_url"], "-x", "-D", ad["service_account_upn"],
+                      "-w", ad["service_account_password"], "-b", ad["base_dn"], "-E", "pr=1000/noprompt",
+                      IMPORT_FILTER] + attrs
+        ldapsearch_s, _, out = timed(ldapsearch, env=ldap_env(lab))
+        results["ldapsearch_s"] = round(ldapsearch_s, 3)
+        results["ldapsearch_objects"] = out.count("\ndn: ") + (1 if out.startswith("dn: ") else 0)
+
+        say("initial full sync into an empty cloud")
+        full_s, full_rss, _ = agent.cli("sync", "full-cycle", "--json")
+        status, listing = cloud.call("GET", "/users")
+        exported = len(listing.get("users", []))
+        results["objects"] = exported + groups
+        results["full_sync_s"] = round(full_s, 3)
+        results["ratio_full_sync_to_ldapsearch"] = round(full_s / ldapsearch_s, 2)
+        say("re-sync with no changes")
+        resync_s, resync_rss, _ = agent.cli("sync", "full-cycle", "--json")
+        results["resync_s"] = round(resync_s, 3)
+
+        agent.register(cloud)
+        agent.start()
+        wait_until(lambda: cloud.call("GET", "/agents")[1].get("online") is True, limit=30, step=0.2)
+
+        say("change latency: %d attribute changes by ldapmodify until the cloud shows them" % args.changes)
+        ids = {u["userPrincipalName"]: u["id"] for u in listing.get("users", [])}
+        realm = ad["realm"].lower()
+        latencies = []
+        for i in range(args.changes):
+            sam = "bu%06d" % (i * 7 % users)
+            user_id = ids.get("%s@%s" % (sam, realm))
+            dn = dn_of(cloud, user_id)
+            title = "Bench title %d %d" % (i, time.time_ns())
+            started = time.time()
+            ldapmodify(lab, dn, "replace: title\ntitle: %s\n" % title)
+            seen = wait_until(lambda: cloud.scim("/Users/%s" % user_id).get("title") == title, limit=30)
+            latencies.append((time.time() - started) * 1000 if seen is not None else 30000)
+        results["delta_latency_p50_ms"] = round(pct(latencies, 50))
+        results["delta_latency_p99_ms"] = round(pct(latencies, 99))
+
+        say("hash sync latency: on-premises password change until cloud sign-in accepts it")
+        # The probe signs in over and over with the new password: keep smart lockout out of it.
+        _, settings = cloud.call("GET", "/tenant/settings")
+        settings["lockout"]["threshold"] = 1000000000
+        cloud.call("PUT", "/tenant/settings", settings)
+        phs = []
+        for i in range(10):
+            sam = "bu%06d" % i
+            upn = "%s@%s" % (sam, realm)
+            dn = dn_of(cloud, ids.get(upn))
+            password = "Bench-Phs-%d-%d!" % (i, time.time_ns() % 100000)
+            pwd = base64.b64encode(('"%s"' % password).encode("utf-16-le")).decode()
+            started = time.time()
+            ldapmodify(lab, dn, "replace: unicodePwd\nunicodePwd:: %s\n" % pwd)
+            seen = wait_until(lambda: cloud.call("POST", "/signin", {"username": upn, "password": password})[0] == 200,
+                              limit=60, step=0.05)
+            phs.append((time.time() - started) * 1000 if seen is not None else 60000)
+        results["phs_latency_p50_ms"] = round(pct(phs, 50))
+
+        say("writeback latency: cloud admin reset until an AD bind with the new password succeeds")
+        wb = []
+        for i in range(20):
+            sam = "bu%06d" % (10 + i)
+            upn = "%s@%s" % (sam, realm)
+            user_id = ids.get(upn)
+            cloud.call("POST", "/users/%s/licenses" % user_id, {"sku": "premium"})
+            password = "Bench-Wb-%d-%d!" % (i, time.time_ns() % 100000)
+            started = time.time()
+            status, body = cloud.call("POST", "/users/%s/password-reset" % user_id, {"new_password": password})
+            if status != 200:
+                die("writeback failed: %s %s" % (status, body))
+            seen = wait_until(lambda: binds(lab, upn, password), limit=30, step=0.0)
+            wb.append((time.time() - started) * 1000 if seen is not None else 30000)
+        results["writeback_latency_p50_ms"] = round(pct(wb, 50))
+        results["writeback_latency_p99_ms"] = round(pct(wb, 99))
+
+        say("full hash replication, and the baseline on Samba's own Python bindings")
+        phs_full_s, phs_rss, _ = agent.cli("phs", "full")
+        results["phs_full_s"] = round(phs_full_s, 3)
+        drs = run(["/usr/bin/python3", os.path.join(ROOT, "bench", "drs_baseline.py"), ad["service_account_upn"],
+                   ad["service_account_password"], ad["base_dn"], ad["smb_conf"]])
+        baseline = json.loads(drs)
+        results["drs_baseline_s"] = round(baseline["seconds"], 3)
+        results["drs_baseline_objects"] = baseline["objects"]
+
+        results["agent_peak_rss_mb"] = round(max(full_rss, resync_rss, phs_rss, peak_rss(agent.proc.pid)), 1)
+        results["cloud_peak_rss_mb"] = round(cloud.peak_rss_mb(), 1)
+    finally:
+        agent.stop()
+        cloud.stop()
+
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    rows = [
+        ("objects synced (users + groups)", results["objects"], ""),
+        ("full sync into an empty cloud", "%.2f s" % results["full_sync_s"], "ratio %.2f to ldapsearch" % results["ratio_full_sync_to_ldapsearch"]),
+        ("baseline: ldapsearch, same objects and attributes", "%.2f s" % results["ldapsearch_s"], "%d entries" % results["ldapsearch_objects"]),
+        ("re-sync, nothing changed", "%.2f s" % results["resync_s"], ""),
+        ("change -> cloud, p50 / p99", "%d / %d ms" % (results["delta_latency_p50_ms"], results["delta_latency_p99_ms"]), "%d changes" % args.changes),
+        ("password change -> cloud sign-in, p50", "%d ms" % results["phs_latency_p50_ms"], "10 changes"),
+        ("cloud reset -> AD bind, p50 / p99", "%d / %d ms" % (results["writeback_latency_p50_ms"], results["writeback_latency_p99_ms"]), "20 resets"),
+        ("full hash replication (idbridge phs full)", "%.2f s" % results["phs_full_s"], "ratio %.2f to the baseline" % (results["phs_full_s"] / max(results["drs_baseline_s"], 0.001))),
+        ("baseline: samba.drs_utils DsGetNCChanges", "%.2f s" % results["drs_baseline_s"], "%d objects" % results["drs_baseline_objects"]),
+        ("agent peak RSS", "%.0f MiB" % results["agent_peak_rss_mb"], ""),
+        ("cloud peak RSS", "%.0f MiB" % results["cloud_peak_rss_mb"], ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print("%s  %12s  %s" % (name.ljust(width), value, note))
+    print("results: bench/results/latest.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+-- The sync agent's hard and soft matches (anchor, work e-mail) answered from indexes, not scans.
+ALTER TABLE resources ADD COLUMN anchor TEXT;
+ALTER TABLE resources ADD COLUMN email_key TEXT;
+UPDATE resources SET anchor = CASE kind
+    WHEN 'User' THEN doc::jsonb -> 'urn:idbridge:params:scim:schemas:extension:sync:2.0:User' ->> 'immutableId'
+    ELSE doc::jsonb -> 'urn:idbridge:params:scim:schemas:extension:sync:2.0:Group' ->> 'immutableId' END;
+UPDATE resources SET email_key = (
+    SELECT lower(e ->> 'value') FROM jsonb_array_elements(
+        CASE jsonb_typeof(resources.doc::jsonb -> 'emails') WHEN 'array' THEN resources.doc::jsonb -> 'emails' ELSE '[]'::jsonb END) e
+    WHERE e ->> 'type' = 'work' LIMIT 1)
+WHERE kind = 'User';
+CREATE INDEX resources_anchor ON resources (kind, anchor);
+CREATE INDEX resources_email ON resources (kind, email_key);

@@ -51,6 +51,21 @@ mod tests {
         );
         assert_eq!(outcome_of_bind_failure(49, "DATA 775"), Outcome::Locked);
         assert_eq!(
+            outcome_of_bind_failure(49, "Data 52E"),
+            Outcome::InvalidCredentials
+        );
+        assert_eq!(
+            outcome_of_bind_failure(49, &samba("569")),
+            Outcome::InvalidCredentials
+        );
+        assert_eq!(outcome_of_bind_failure(49, ""), Outcome::InvalidCredentials);
+        assert_eq!(
+            outcome_of_bind_failure(53, &samba("775")),
+            Outcome::Failed {
+                message: "LDAP result 53".into()
+            }
+        );
+        assert_eq!(
             outcome_of_bind_failure(52, ""),
             Outcome::Failed {
                 message: "LDAP result 52".into()

@@ -226,7 +226,10 @@ mod b64_array {
         d: D,
     ) -> Result<[u8; N], D::Error> {
         let text = String::deserialize(d)?;
-        let bytes = B64.decode(text).map_err(serde::de::Error::custom)?;
+        // base64's own message quotes an input byte: say only what was wrong.
+        let bytes = B64
+            .decode(text)
+            .map_err(|_| serde::de::Error::custom("not valid base64"))?;
         bytes.as_slice().try_into().map_err(|_| {
             serde::de::Error::custom(format!("expected {N} bytes, got {}", bytes.len()))
         })
@@ -244,7 +247,7 @@ mod b64_vec {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         B64.decode(String::deserialize(d)?)
-            .map_err(serde::de::Error::custom)
+            .map_err(|_| serde::de::Error::custom("not valid base64"))
     }
 }
 
@@ -324,14 +327,107 @@ mod tests {
         assert_eq!(serde_json::from_str::<Sealed>(&json).unwrap(), sealed);
     }
 
+    #[test]
+    fn secrets_round_trip_and_must_be_text() {
+        let (agent, mut rng) = keys();
+        let password = Secret::new("Grüße-123");
+        let sealed = seal_secret(&agent.public(), &password, b"ctx", &mut rng);
+        assert_eq!(open_secret(&agent, &sealed, b"ctx").unwrap(), password);
+        assert_eq!(
+            open_secret(&agent, &sealed, b"other"),
+            Err(SealError::Authentication)
+        );
+        let binary = seal(&agent.public(), &[0xff, 0xfe], b"ctx", &mut rng);
+        assert_eq!(
+            open_secret(&agent, &binary, b"ctx"),
+            Err(SealError::NotText)
+        );
+    }
+
+    #[test]
+    fn the_same_secret_seals_differently_each_time() {
+        let (agent, mut rng) = keys();
+        let a = seal(&agent.public(), b"x", b"", &mut rng);
+        let b = seal(&agent.public(), b"x", b"", &mut rng);
+        assert_ne!(a.epk, b.epk);
+        assert_ne!(a.nonce, b.nonce);
+        // Plaintext + 16-byte Poly1305 tag.
+        assert_eq!(a.ct.len(), 1 + 16);
+    }
+
+    #[test]
+    fn debug_and_errors_never_show_key_or_plaintext() {
+        let (agent, mut rng) = keys();
+        let private = agent.private_bytes();
+        let debug = format!("{agent:?}");
+        assert!(debug.contains("[redacted]"));
+        assert!(!debug.contains(agent.to_base64().expose()));
+        assert!(!debug.contains(&format!("{:?}", private.as_ref())));
+        let secret = agent.to_base64();
+        assert_eq!(format!("{secret:?} {secret}"), "Secret(***) ***");
+        let password = Secret::new("Pa55-word");
+        assert!(!format!("{password:?} {password}").contains("Pa55"));
+
+        let sealed = seal_secret(&agent.public(), &password, b"a", &mut rng);
+        let mut errors = vec![
+            open_secret(&agent, &sealed, b"b").unwrap_err(),
+            open(
+                &agent,
+                &Sealed {
+                    v: 9,
+                    ..sealed.clone()
+                },
+                b"a",
+            )
+            .unwrap_err(),
+            AgentKeyPair::from_base64("AAAA").unwrap_err(),
+            AgentKeyPair::from_base64("!!").unwrap_err(),
+        ];
+        errors.push("AAAA".parse::<AgentPublicKey>().unwrap_err());
+        for error in errors {
+            let text = error.to_string();
+            assert!(!text.contains("Pa55"), "{text}");
+            assert!(!text.contains(agent.to_base64().expose()), "{text}");
+        }
+    }
+
+    #[test]
+    fn keys_of_the_wrong_size_are_refused() {
+        let short = B64.encode([1u8; 31]);
+        assert_eq!(
+            short.parse::<AgentPublicKey>(),
+            Err(SealError::Key("the public key has 31 bytes".into()))
+        );
+        assert!(AgentKeyPair::from_base64(&B64.encode([1u8; 33])).is_err());
+        assert!("not base64!".parse::<AgentPublicKey>().is_err());
+        let agent = AgentKeyPair::from_private_bytes([7; 32]);
+        assert_eq!(*agent.private_bytes(), [7; 32]);
+    }
+
+    #[test]
+    fn malformed_sealed_json_is_refused() {
+        for json in [
+            r#"{"v":1,"epk":"AAAA","nonce":"AAAAAAAAAAAAAAAA","ct":""}"#,
+            r#"{"v":1,"epk":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","nonce":"AAAAAAAAAAAAAAAA","ct":"%%%"}"#,
+            r#"{"v":1,"epk":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","nonce":"AAAAAAAAAAAAAAAA","ct":"","x":1}"#,
+        ] {
+            assert!(serde_json::from_str::<Sealed>(json).is_err(), "{json}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn opening_arbitrary_values_never_panics(
-            v in 0u8..3, epk in proptest::array::uniform32(0u8..), ct in proptest::collection::vec(0u8.., 0..64)
+            v in 0u8..3,
+            epk in proptest::array::uniform32(0u8..),
+            nonce in proptest::array::uniform12(0u8..),
+            ct in proptest::collection::vec(0u8.., 0..64),
+            aad in proptest::collection::vec(0u8.., 0..32),
         ) {
             let (agent, _) = keys();
-            let sealed = Sealed { v, epk, nonce: [0; 12], ct };
-            let _ = open(&agent, &sealed, b"");
+            let sealed = Sealed { v, epk, nonce, ct };
+            proptest::prop_assert!(open(&agent, &sealed, &aad).is_err());
+            let _ = open_secret(&agent, &sealed, &aad);
         }
     }
 }

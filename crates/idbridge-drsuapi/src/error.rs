@@ -70,7 +70,7 @@ impl From<ClientError> for DrsError {
             ClientError::Io(e) => Self::Io(e),
             ClientError::Rpc(e) => Self::Rpc(e),
             ClientError::Fault(status) => Self::Fault {
-                call: "the endpoint mapper",
+                call: "a DCE/RPC call",
                 status,
             },
             other => Self::Endpoint(other.to_string()),

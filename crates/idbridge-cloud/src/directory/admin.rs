@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::secrets::{
     new_token, temporary_password, token_hash, verify_password, ARGON2ID, PPH1_MD4,
 };
-use crate::settings::SigninMethod;
+use crate::settings::{SigninMethod, TenantSettings};
 use crate::store::{AuditEntry, Credential, Index, SigninState, StoredResource};
 
 pub(crate) const PURPOSE_SESSION: &str = "session";
@@ -517,7 +517,7 @@ impl Directory {
             return Err(invalid());
         };
         let now = self.now_ms();
-        let mut state = self.store.signin_state(&user.id).await?;
+        let state = self.store.signin_state(&user.id).await?;
         if state.locked_until > now {
             self.audit_signin(username, "locked", "").await;
             return Err(ApiError::new(
@@ -547,23 +547,7 @@ impl Directory {
             },
         };
         if !right {
-            let window_ms = settings.lockout.window_seconds * 1000;
-            if now - state.window_start > window_ms {
-                state = SigninState {
-                    failures: 0,
-                    window_start: now,
-                    locked_until: 0,
-                };
-            }
-            state.failures += 1;
-            let locked = state.failures >= settings.lockout.threshold;
-            if locked {
-                state.locked_until = now + settings.lockout.duration_seconds * 1000;
-                state.failures = 0;
-            }
-            let mut tx = self.store.begin().await?;
-            tx.set_signin_state(&user.id, state).await?;
-            tx.commit().await?;
+            let locked = self.count_failure(&user.id, &settings, state).await?;
             self.audit_signin(username, "failure", if locked { "now locked" } else { "" })
                 .await;
             return Err(invalid());
@@ -622,6 +606,34 @@ impl Directory {
         tokio::task::spawn_blocking(move || verify_password(&kind, &verifier, password.expose()))
             .await
             .unwrap_or(false)
+    }
+
+    /// Smart lockout: one more failed proof of identity (a sign-in, a self-service reset code);
+    /// `threshold` of them within the window lock the account for a while. True if now locked.
+    pub(crate) async fn count_failure(
+        &self,
+        user_id: &str,
+        settings: &TenantSettings,
+        mut state: SigninState,
+    ) -> Result<bool, ApiError> {
+        let now = self.now_ms();
+        if now - state.window_start > settings.lockout.window_seconds * 1000 {
+            state = SigninState {
+                failures: 0,
+                window_start: now,
+                locked_until: 0,
+            };
+        }
+        state.failures += 1;
+        let locked = state.failures >= settings.lockout.threshold;
+        if locked {
+            state.locked_until = now + settings.lockout.duration_seconds * 1000;
+            state.failures = 0;
+        }
+        let mut tx = self.store.begin().await?;
+        tx.set_signin_state(user_id, state).await?;
+        tx.commit().await?;
+        Ok(locked)
     }
 
     async fn audit_signin(&self, username: &str, outcome: &str, detail: &str) {

@@ -234,7 +234,12 @@ impl Directory {
         let Some(user) = self.user_by_name(username).await? else {
             return Err(invalid_code());
         };
-        if !self.sspr_verify(&user, code).await? {
+        // Guesses (of a TOTP code above all) count towards smart lockout, and a locked account
+        // takes no code: at most `threshold` tries per lockout period.
+        let state = self.store.signin_state(&user.id).await?;
+        if state.locked_until > self.now_ms() || !self.sspr_verify(&user, code).await? {
+            let settings = self.settings().await?;
+            self.count_failure(&user.id, &settings, state).await?;
             self.audit_sspr(&user, "complete", "failure").await;
             return Err(invalid_code());
         }

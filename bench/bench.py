@@ -224,6 +224,9 @@ def main():
     parser.add_argument("--groups", type=int)
     parser.add_argument("--quick", action="store_true", help="2,000 users and 100 groups, fewer samples")
     parser.add_argument("--changes", type=int, default=50, help="attribute changes timed (default 50)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the dataset in the DC (by default it is removed at the end: a large "
+                             "OU=Bench slows every whole-domain read of the lab, the tests' included)")
     args = parser.parse_args()
     users = args.users or (2000 if args.quick else 100000)
     groups = args.groups or (100 if args.quick else 5000)
@@ -345,6 +348,9 @@ def main():
     finally:
         agent.stop()
         cloud.stop()
+        if not args.keep:
+            say("removing the dataset (--keep leaves it)")
+            subprocess.run([os.path.join(ROOT, "bench", "load-dataset"), "--wipe"], capture_output=True)
 
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:

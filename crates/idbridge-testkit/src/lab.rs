@@ -150,18 +150,16 @@ db.modify(msg, ["show_deleted:1", "show_recycled:1"])
 "#;
         let hex: String = guid.iter().map(|b| format!("{b:02x}")).collect();
         let what = format!("restoring {dn}");
-        let out = std::process::Command::new("/usr/bin/python3")
-            .arg("-c")
-            .arg(SCRIPT)
-            .arg(&self.ad.smb_conf)
-            .arg(&self.ad.sam_ldb)
-            .arg(hex)
-            .arg(dn)
-            .output()
-            .map_err(|e| LabError::Command {
-                what: what.clone(),
-                reason: e.to_string(),
-            })?;
+        let out = run_command(
+            &what,
+            std::process::Command::new("/usr/bin/python3")
+                .arg("-c")
+                .arg(SCRIPT)
+                .arg(&self.ad.smb_conf)
+                .arg(&self.ad.sam_ldb)
+                .arg(hex)
+                .arg(dn),
+        )?;
         check_output(what, &out)
     }
 
@@ -176,15 +174,13 @@ db.modify(msg, ["show_deleted:1", "show_recycled:1"])
             .unwrap_or_default();
         let what = format!("granting {ace} on {dn} to {account}");
         let samba_tool = |args: &[&str]| {
-            std::process::Command::new("samba-tool")
-                .args(args)
-                .arg("-H")
-                .arg(&self.ad.sam_ldb)
-                .output()
-                .map_err(|e| LabError::Command {
-                    what: what.clone(),
-                    reason: e.to_string(),
-                })
+            run_command(
+                &what,
+                std::process::Command::new("samba-tool")
+                    .args(args)
+                    .arg("-H")
+                    .arg(&self.ad.sam_ldb),
+            )
         };
         let shown = samba_tool(&["user", "show", account, "--attributes=objectSid"])?;
         check_output(what.clone(), &shown)?;
@@ -300,6 +296,17 @@ fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Runs `command` to its end; its output, or an error naming `what`.
+fn run_command(
+    what: &str,
+    command: &mut std::process::Command,
+) -> Result<std::process::Output, LabError> {
+    command.output().map_err(|e| LabError::Command {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
 fn check_output(what: String, out: &std::process::Output) -> Result<(), LabError> {
     if out.status.success() {
         return Ok(());
@@ -316,12 +323,9 @@ fn check_output(what: String, out: &std::process::Output) -> Result<(), LabError
 
 fn run_lab(subcommand: &str) -> Result<(), LabError> {
     let what = format!("./lab {subcommand}");
-    let out = std::process::Command::new(repo_root().join("lab"))
-        .arg(subcommand)
-        .output()
-        .map_err(|e| LabError::Command {
-            what: what.clone(),
-            reason: e.to_string(),
-        })?;
+    let out = run_command(
+        &what,
+        std::process::Command::new(repo_root().join("lab")).arg(subcommand),
+    )?;
     check_output(what, &out)
 }

@@ -492,3 +492,50 @@ async fn anchors_are_written_to_consistency_guid_when_asked() {
     drop(ad);
     test_ou.remove().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_wakes_hash_sync() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let lab = Lab::load().unwrap();
+    let mut test_ou = lab.test_ou("wake").await.unwrap();
+    let cloud = TestCloud::start("wake").await;
+    let ou = test_ou.dn.clone();
+    let mut ad = Ad {
+        ou: &mut test_ou,
+        realm: lab.ad.realm.to_lowercase(),
+    };
+    let dn = ad
+        .add_user(
+            &ou,
+            &format!("pw{}", &idbridge_testkit::unique_suffix()[..6]),
+            &[],
+        )
+        .await;
+    let config = cloud.agent_config(&lab, &format!("[sync]\ninclude_ous = [\"{ou}\"]\n"));
+    let mut sync = SyncContext::open(&config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let woken = Arc::new(AtomicUsize::new(0));
+    let counter = woken.clone();
+    sync.on_password_change(Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    cycle(&sync).await;
+    ad.replace(&dn, "title", "Not a password").await;
+    cycle(&sync).await;
+    assert_eq!(
+        woken.load(Ordering::SeqCst),
+        0,
+        "a title change is not a password change"
+    );
+    // A reset as the admin: unicodePwd in quotes, UTF-16LE (ASCII only, so valid UTF-8 too).
+    let password = String::from_utf8(common::ad::quoted_utf16("New-pass-2!")).unwrap();
+    ad.replace(&dn, "unicodePwd", &password).await;
+    cycle(&sync).await;
+    assert!(
+        woken.load(Ordering::SeqCst) >= 1,
+        "the password change woke hash sync"
+    );
+    drop(ad);
+    test_ou.remove().await.unwrap();
+}

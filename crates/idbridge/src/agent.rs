@@ -194,10 +194,13 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
             }
         });
     }
+    // Object sync sees password changes first (DirSync, every second): it wakes hash sync.
+    let phs_wake = std::sync::Arc::new(tokio::sync::Notify::new());
     if phs.config.sync.enabled {
         // The sync engine runs on its own thread and runtime: its runs are sequential by design
         // (one run per store), and its futures need not be `Send`.
         let config = phs.config.clone();
+        let wake = phs_wake.clone();
         std::thread::Builder::new()
             .name("sync".into())
             .spawn(move || {
@@ -208,7 +211,7 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
                     Ok(rt) => rt,
                     Err(e) => return tracing::error!(error = %e, "object sync cannot start"),
                 };
-                if let Err(e) = runtime.block_on(sync_loop(config)) {
+                if let Err(e) = runtime.block_on(sync_loop(config, wake)) {
                     tracing::error!(error = format!("{e:#}"), "object sync stopped");
                 }
             })
@@ -257,6 +260,7 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = phs_wake.notified() => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
@@ -265,11 +269,15 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
 /// Object sync: a delta cycle every `sync.poll_interval_ms` (a DirSync poll that finds nothing
 /// costs one LDAP search), a full cycle every `sync.full_cycle_hours`; backs off while the DC or
 /// the cloud is away.
-async fn sync_loop(config: AgentConfig) -> anyhow::Result<()> {
+async fn sync_loop(
+    config: AgentConfig,
+    phs_wake: std::sync::Arc<tokio::sync::Notify>,
+) -> anyhow::Result<()> {
     use idbridge_agent::sync::{Profile, SyncContext};
-    let sync = SyncContext::open(&config, std::sync::Arc::new(idbridge_core::SystemClock))
+    let mut sync = SyncContext::open(&config, std::sync::Arc::new(idbridge_core::SystemClock))
         .await
         .context("object sync")?;
+    sync.on_password_change(std::sync::Arc::new(move || phs_wake.notify_one()));
     let poll = Duration::from_millis(config.sync.poll_interval_ms);
     let full_every = Duration::from_secs(config.sync.full_cycle_hours.saturating_mul(3600));
     let mut last_full: Option<std::time::Instant> = None;

@@ -204,6 +204,16 @@ impl SyncContext {
             .read_from_dc("delta import", || self.read_changes(&cookie))
             .await?;
         counts.errors += self.record_entry_errors(&batch.errors).await?;
+        let pwd_last_set = AttrName::from("pwdLastSet");
+        if let Some(hook) = &self.password_changed {
+            if batch
+                .entries
+                .iter()
+                .any(|e| !e.deleted && e.attrs.contains_key(&pwd_last_set))
+            {
+                hook();
+            }
+        }
         let mut whole = self.complete(&batch.entries).await?;
         counts.errors += self.record_entry_errors(&whole.1).await?;
         // One transaction: the changes and the cookie that covers them land together.

@@ -107,6 +107,7 @@ pub struct SyncContext {
     lock_path: PathBuf,
     phs_request_path: PathBuf,
     progress: progress::Progress,
+    password_changed: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 fn parse_dns(what: &str, list: &[String]) -> Result<Vec<Dn>, SyncError> {
@@ -223,7 +224,14 @@ impl SyncContext {
             lock_path: config.storage.data_dir.join("sync.lock"),
             phs_request_path: crate::phs::full_request_path(&config.storage.data_dir),
             progress: progress::Progress::default(),
+            password_changed: None,
         })
+    }
+
+    /// Called when a delta import sees a password change (`pwdLastSet` in a DirSync change): the
+    /// daemon starts a hash sync cycle at once instead of at its next interval.
+    pub fn on_password_change(&mut self, hook: Arc<dyn Fn() + Send + Sync>) {
+        self.password_changed = Some(hook);
     }
 
     /// Reports every step of later runs to `sink` (a progress bar).

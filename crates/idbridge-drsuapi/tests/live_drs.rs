@@ -72,7 +72,8 @@ async fn set_password(ou: &mut TestOu, name: &str, password: &str) -> Result<(),
 }
 
 /// The NT hash Samba itself holds for the account: `samba-tool user getpassword
-/// --attributes=unicodePwd` on the DC's database.
+/// --attributes=unicodePwd` on the DC's database. The lab's `smb.conf` is passed because the
+/// system one, if any, describes another server.
 fn samba_tool_nt_hash(lab: &Lab, sam_account_name: &str) -> Result<[u8; 16], String> {
     use base64::Engine as _;
     let out = std::process::Command::new("samba-tool")
@@ -81,11 +82,20 @@ fn samba_tool_nt_hash(lab: &Lab, sam_account_name: &str) -> Result<[u8; 16], Str
             "getpassword",
             sam_account_name,
             "--attributes=unicodePwd",
-            "-H",
         ])
+        .arg("-H")
         .arg(&lab.ad.sam_ldb)
+        .arg("-s")
+        .arg(&lab.ad.smb_conf)
         .output()
         .map_err(|e| format!("samba-tool: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "samba-tool user getpassword {sam_account_name}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
     let text = String::from_utf8_lossy(&out.stdout);
     let value = text
         .lines()
@@ -213,9 +223,15 @@ async fn replicated_nt_hash_matches_the_password_and_deltas_resume() {
     let [changed] = changed.as_slice() else {
         panic!("expected the user once in the delta, got {delta:?}");
     };
+    let new_hash = changed
+        .nt_hash
+        .as_ref()
+        .expect("the new unicodePwd replicated");
+    assert_eq!(new_hash.as_bytes(), &expected_nt_hash(new_password));
     assert_eq!(
-        changed.nt_hash.as_ref().map(|h| h.as_bytes()),
-        Some(&expected_nt_hash(new_password))
+        new_hash.as_bytes(),
+        &samba_tool_nt_hash(&lab, &name).unwrap(),
+        "the hash Samba holds after the change"
     );
 
     client

@@ -222,3 +222,72 @@ impl AgentHub {
         Ok(PendingCall { answer })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use idbridge_channel::{AgentKeyPair, UserRef};
+    use rand::SeedableRng;
+
+    fn key() -> AgentPublicKey {
+        AgentKeyPair::generate(&mut rand::rngs::StdRng::seed_from_u64(3)).public()
+    }
+
+    fn unlock(_: &AgentPublicKey) -> Operation {
+        Operation::Unlock {
+            user: UserRef {
+                object_guid: "AAAA".into(),
+                user_principal_name: "u@lab.test".into(),
+                distinguished_name: None,
+            },
+        }
+    }
+
+    fn request_id(frame: CloudFrame) -> String {
+        match frame {
+            CloudFrame::Request { request_id, .. } => request_id,
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_go_to_the_agent_heard_most_recently_and_answers_come_back() {
+        let hub = AgentHub::default();
+        assert_eq!(hub.call("r0", unlock).err(), Some(CallError::Offline));
+        let (tx_a, mut rx_a) = mpsc::channel(4);
+        let (tx_b, mut rx_b) = mpsc::channel(4);
+        let a = hub.attach("agent-a", key(), tx_a);
+        let b = hub.attach("agent-b", key(), tx_b);
+        hub.heard(a);
+        let mut call = hub.call("r1", unlock).unwrap();
+        assert_eq!(request_id(rx_a.try_recv().unwrap()), "r1");
+        assert!(rx_b.try_recv().is_err(), "one agent per request");
+        // An answer on another connection is not the answer.
+        hub.answer(b, "r1", Outcome::Done);
+        hub.answer(a, "r1", Outcome::Locked);
+        assert_eq!(
+            call.answer(Duration::from_secs(1)).await,
+            Ok(Outcome::Locked)
+        );
+        hub.heard(b);
+        hub.call("r2", unlock).unwrap();
+        assert_eq!(request_id(rx_b.try_recv().unwrap()), "r2");
+        assert_eq!(hub.presence().len(), 2);
+        assert!(hub.any_healthy());
+    }
+
+    #[tokio::test]
+    async fn a_request_fails_at_once_when_its_agent_goes_away() {
+        let hub = AgentHub::default();
+        let (tx, _rx) = mpsc::channel(4);
+        let connection = hub.attach("agent", key(), tx);
+        let mut call = hub.call("r1", unlock).unwrap();
+        hub.detach(connection);
+        assert_eq!(
+            call.answer(Duration::from_secs(5)).await,
+            Err(CallError::Disconnected)
+        );
+        assert!(!hub.any_healthy());
+    }
+}

@@ -1,4 +1,6 @@
+use std::any::Any;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::error::{NdrError, Result};
 use crate::traits::NdrEncode;
@@ -14,8 +16,19 @@ pub struct NdrEncoder {
     next_referent_id: u32,
     depth: usize,
     max_depth: usize,
-    /// Full pointers: referent address -> (id, referent still to be written).
-    full_pointers: HashMap<usize, (u32, bool)>,
+    /// Full pointers by referent address.
+    full_pointers: HashMap<usize, FullPointer>,
+}
+
+/// A full pointer's referent as the encoder knows it. The encoder holds a reference to it so
+/// that its address stays taken: a referent dropped while the stub is still being written
+/// (a temporary) must not lend its address to another one, which would alias the two.
+#[derive(Debug)]
+struct FullPointer {
+    id: u32,
+    /// Its referent is still to be written.
+    pending: bool,
+    _held: Rc<dyn Any>,
 }
 
 impl Default for NdrEncoder {
@@ -99,15 +112,24 @@ impl NdrEncoder {
         self.write_u32(id);
     }
 
-    /// Writes the referent id of a full pointer whose referent lives at `address`; the same
-    /// referent always gets the same id.
-    pub(crate) fn write_full_pointer(&mut self, address: usize) {
+    /// Writes the referent id of a full pointer to `referent`; the same referent always gets
+    /// the same id.
+    pub(crate) fn write_full_pointer<T: 'static>(&mut self, referent: &Rc<T>) {
+        let address = full_pointer_address(referent);
         let id = match self.full_pointers.get(&address) {
-            Some(&(id, _)) => id,
+            Some(known) => known.id,
             None => {
                 let id = self.next_referent_id;
                 self.next_referent_id = self.next_referent_id.wrapping_add(4);
-                self.full_pointers.insert(address, (id, true));
+                let held: Rc<dyn Any> = Rc::clone(referent) as Rc<dyn Any>;
+                self.full_pointers.insert(
+                    address,
+                    FullPointer {
+                        id,
+                        pending: true,
+                        _held: held,
+                    },
+                );
                 id
             }
         };
@@ -115,9 +137,9 @@ impl NdrEncoder {
     }
 
     /// True exactly once per full-pointer referent: the first deferred visit writes it.
-    pub(crate) fn take_full_pointer_referent(&mut self, address: usize) -> bool {
-        match self.full_pointers.get_mut(&address) {
-            Some((_, pending)) => core::mem::replace(pending, false),
+    pub(crate) fn take_full_pointer_referent<T>(&mut self, referent: &Rc<T>) -> bool {
+        match self.full_pointers.get_mut(&full_pointer_address(referent)) {
+            Some(known) => core::mem::replace(&mut known.pending, false),
             None => false,
         }
     }
@@ -144,4 +166,8 @@ pub(crate) fn padding(pos: usize, align: usize) -> usize {
         0 | 1 => 0,
         a => (a - pos % a) % a,
     }
+}
+
+fn full_pointer_address<T>(referent: &Rc<T>) -> usize {
+    Rc::as_ptr(referent).cast::<()>() as usize
 }

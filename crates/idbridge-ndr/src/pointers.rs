@@ -97,21 +97,15 @@ impl<T: NdrDecode> NdrDecode for Ref<T> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FullPtr<T>(pub Option<Rc<T>>);
 
-impl<T> FullPtr<T> {
-    fn address(rc: &Rc<T>) -> usize {
-        Rc::as_ptr(rc).cast::<()>() as usize
-    }
-}
-
 impl<T: NdrType> NdrType for FullPtr<T> {
     const ALIGN: usize = 4;
     const MIN_WIRE_SIZE: usize = 4;
 }
 
-impl<T: NdrEncode> NdrEncode for FullPtr<T> {
+impl<T: NdrEncode + 'static> NdrEncode for FullPtr<T> {
     fn encode_primary(&self, enc: &mut NdrEncoder) -> Result<()> {
         match &self.0 {
-            Some(rc) => enc.write_full_pointer(Self::address(rc)),
+            Some(rc) => enc.write_full_pointer(rc),
             None => enc.write_u32(0),
         }
         Ok(())
@@ -119,9 +113,7 @@ impl<T: NdrEncode> NdrEncode for FullPtr<T> {
 
     fn encode_deferred(&self, enc: &mut NdrEncoder) -> Result<()> {
         match &self.0 {
-            Some(rc) if enc.take_full_pointer_referent(Self::address(rc)) => {
-                encode_referent(rc.as_ref(), enc)
-            }
+            Some(rc) if enc.take_full_pointer_referent(rc) => encode_referent(rc.as_ref(), enc),
             _ => Ok(()),
         }
     }

@@ -1,10 +1,11 @@
 //! `agent.toml`: versioned and strict; secrets are [`Secret`]s, redacted in `Debug`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use idbridge_core::config::{self, ConfigError};
 use idbridge_core::Secret;
+use idbridge_drsuapi::{AuthOptions, RpcAuth};
 use idbridge_engine::ScimDialect;
 use serde::Deserialize;
 
@@ -121,9 +122,32 @@ pub struct AdConfig {
     /// PEM of the CA that issued the DC's certificate; absent: system roots.
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
+    /// How the DRSUAPI connection authenticates: `negotiate` (Kerberos, else NTLMv2 with a
+    /// warning), `kerberos` or `ntlm`; see docs/password-hash-sync.md.
+    #[serde(default)]
+    pub rpc_auth: RpcAuth,
+    /// The DC's Kerberos SPN, `service/host`; absent: `host/` and the DNS name the DC announces.
+    #[serde(default)]
+    pub rpc_spn: Option<String>,
+    /// The KDC (`address:port`); absent: `dc_host`, port 88.
+    #[serde(default)]
+    pub kdc: Option<SocketAddr>,
+    /// The account's Kerberos realm; absent: the suffix of `account` (a UPN), upper-cased.
+    #[serde(default)]
+    pub realm: Option<String>,
 }
 
 impl AdConfig {
+    /// How hash sync authenticates to the DC.
+    pub fn rpc_auth_options(&self) -> AuthOptions {
+        AuthOptions {
+            mechanism: self.rpc_auth,
+            realm: self.realm.clone(),
+            kdc: self.kdc,
+            spn: self.rpc_spn.clone(),
+        }
+    }
+
     pub fn ldap_url(&self) -> String {
         self.ldap_url.clone().unwrap_or_else(|| match self.dc_host {
             IpAddr::V6(ip) => format!("ldaps://[{ip}]:636"),
@@ -211,6 +235,16 @@ impl AgentConfig {
         if config.sync.poll_interval_ms == 0 {
             return Err("sync.poll_interval_ms must be at least 1".into());
         }
+        if let Some(spn) = &config.ad.rpc_spn {
+            idbridge_drsuapi::kerberos::check_spn(spn).map_err(|e| format!("ad.rpc_spn: {e}"))?;
+        }
+        if config.ad.rpc_auth == RpcAuth::Kerberos {
+            idbridge_drsuapi::kerberos::Principal::new(
+                &config.ad.account,
+                config.ad.realm.as_deref(),
+            )
+            .map_err(|e| format!("ad.rpc_auth = \"kerberos\": {e}"))?;
+        }
         Ok(config)
     }
 }
@@ -286,5 +320,37 @@ data_dir = "/tmp/agent"
         assert!(e.contains("phs.iterations"), "{e}");
         let e = AgentConfig::parse(&GOOD.replace("account", "acount")).unwrap_err();
         assert!(e.contains("acount"), "{e}");
+    }
+
+    #[test]
+    fn rpc_auth_defaults_to_negotiate_and_is_checked() {
+        let c = AgentConfig::parse(GOOD).unwrap();
+        assert_eq!(c.ad.rpc_auth_options(), AuthOptions::default());
+        let with = |extra: &str| GOOD.replace("[cloud]", &format!("{extra}\n[cloud]"));
+        let c = AgentConfig::parse(&with(
+            "rpc_auth = \"kerberos\"\nrpc_spn = \"host/dc1.lab.test\"\nkdc = \"127.0.0.1:88\"\nrealm = \"LAB.TEST\"",
+        ))
+        .unwrap();
+        let options = c.ad.rpc_auth_options();
+        assert_eq!(options.mechanism, RpcAuth::Kerberos);
+        assert_eq!(options.spn.as_deref(), Some("host/dc1.lab.test"));
+        assert_eq!(options.kdc, Some(SocketAddr::from(([127, 0, 0, 1], 88))));
+        assert_eq!(options.realm.as_deref(), Some("LAB.TEST"));
+        assert_eq!(
+            AgentConfig::parse(&with("rpc_auth = \"ntlm\""))
+                .unwrap()
+                .ad
+                .rpc_auth,
+            RpcAuth::Ntlm
+        );
+        let e = AgentConfig::parse(&with("rpc_auth = \"spnego\"")).unwrap_err();
+        assert!(e.contains("spnego"), "{e}");
+        let e = AgentConfig::parse(&with("rpc_spn = \"dc1.lab.test\"")).unwrap_err();
+        assert!(e.contains("ad.rpc_spn"), "{e}");
+        // Kerberos only, with a down-level account name and no realm: said at load time.
+        let down_level = with("rpc_auth = \"kerberos\"")
+            .replace("idbridge-sync@lab.test", "LAB\\\\idbridge-sync");
+        let e = AgentConfig::parse(&down_level).unwrap_err();
+        assert!(e.contains("ad.rpc_auth") && e.contains("realm"), "{e}");
     }
 }

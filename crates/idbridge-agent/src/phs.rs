@@ -83,6 +83,10 @@ pub struct PhsStatus {
     pub skipped_machine: usize,
     pub skipped_not_joined: usize,
     pub errors: Vec<ObjectError>,
+    /// How the DRSUAPI connection authenticated: `Kerberos`, `NTLM`, or `NTLM (Kerberos: <why
+    /// not>)` when `negotiate` fell back.
+    #[serde(default)]
+    pub rpc_auth: String,
 }
 
 /// One account that could not be synced, and why (never a secret).
@@ -145,7 +149,19 @@ pub async fn run_once(
         ..PhsStatus::default()
     };
     let credentials = Credentials::new(config.ad.account.clone(), config.ad.password.expose());
-    let mut drs = DrsClient::connect(config.ad.dc_host, &credentials).await?;
+    let mut drs = DrsClient::connect_with(
+        config.ad.dc_host,
+        &credentials,
+        &config.ad.rpc_auth_options(),
+    )
+    .await?;
+    status.rpc_auth = match drs.kerberos_fallback() {
+        None => drs.mechanism().to_string(),
+        Some(reason) => {
+            log_kerberos_fallback(config, reason);
+            format!("{} (Kerberos: {reason})", drs.mechanism())
+        }
+    };
     let mut joined: Option<HashMap<String, String>> = None;
     let mut watermark = since.clone();
     {
@@ -191,6 +207,30 @@ pub async fn run_once(
     saved.last = Some(status.clone());
     state.save(&saved)?;
     Ok(status)
+}
+
+/// Warns when `negotiate` falls back to NTLMv2, once per reason and process: hash sync connects
+/// every few seconds.
+fn log_kerberos_fallback(config: &AgentConfig, reason: &str) {
+    static LAST: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+    let first = match LAST.lock() {
+        Ok(mut last) if *last != reason => {
+            *last = reason.to_owned();
+            true
+        }
+        Ok(_) => false,
+        Err(_) => true,
+    };
+    if first {
+        tracing::warn!(
+            dc = %config.ad.dc_host,
+            reason,
+            "Kerberos cannot be used for the DRSUAPI bind: password hash sync falls back to NTLMv2 \
+             (ad.rpc_auth = \"ntlm\" chooses NTLMv2 explicitly)"
+        );
+    } else {
+        tracing::debug!(dc = %config.ad.dc_host, reason, "DRSUAPI bind with NTLMv2, not Kerberos");
+    }
 }
 
 async fn send(

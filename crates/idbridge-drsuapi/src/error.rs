@@ -3,6 +3,8 @@ use idbridge_rpc::client::ClientError;
 use idbridge_rpc::{FaultStatus, RpcError};
 use thiserror::Error;
 
+use crate::client::AuthMechanism;
+
 /// Win32 errors a DC returns from DRSUAPI calls (MS-ERREF 2.2) that callers act on.
 pub mod win32 {
     pub const ERROR_ACCESS_DENIED: u32 = 5;
@@ -26,8 +28,13 @@ pub enum DrsError {
     Ndr(#[from] NdrError),
     #[error("endpoint mapper: {0}")]
     Endpoint(String),
-    #[error("NTLM authentication failed: {0}")]
-    Authentication(String),
+    /// The credentials were refused, or the security context could not be set up. Never carries
+    /// a password or key.
+    #[error("{mechanism} authentication failed: {reason}")]
+    Authentication {
+        mechanism: AuthMechanism,
+        reason: String,
+    },
     #[error("the DC rejected the DRSUAPI bind: {0}")]
     BindRejected(String),
     /// An RPC fault; `nca_s_*` codes and Win32 errors share this space.

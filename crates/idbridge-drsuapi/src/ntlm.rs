@@ -12,6 +12,7 @@ use sspi::{
 };
 use zeroize::Zeroizing;
 
+use crate::client::AuthMechanism;
 use crate::error::DrsError;
 
 /// Length of an NTLMSSP message signature.
@@ -30,7 +31,53 @@ impl fmt::Debug for NtlmContext {
 }
 
 fn auth_error(step: &str, e: impl fmt::Display) -> DrsError {
-    DrsError::Authentication(format!("{step}: {e}"))
+    DrsError::Authentication {
+        mechanism: AuthMechanism::Ntlm,
+        reason: format!("{step}: {e}"),
+    }
+}
+
+/// `MsvAvDnsComputerName` (MS-NLMP 2.2.2.1): the server's DNS host name, from the target info of
+/// a CHALLENGE message (MS-NLMP 2.2.1.2). `None` if the message is not a CHALLENGE or carries no
+/// such pair. The name is unauthenticated: it only picks the default Kerberos SPN (an explicit
+/// SPN pins the DC's identity instead).
+pub fn challenge_dns_computer_name(challenge: &[u8]) -> Option<String> {
+    const MSV_AV_EOL: u16 = 0;
+    const MSV_AV_DNS_COMPUTER_NAME: u16 = 3;
+    let u16_at = |at: usize| {
+        challenge
+            .get(at..at + 2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_le_bytes)
+    };
+    if challenge.get(..8)? != b"NTLMSSP\0" || challenge.get(8..12)? != [2, 0, 0, 0] {
+        return None;
+    }
+    let len = usize::from(u16_at(40)?);
+    let offset =
+        usize::try_from(u32::from_le_bytes(challenge.get(44..48)?.try_into().ok()?)).ok()?;
+    let mut info = challenge.get(offset..offset.checked_add(len)?)?;
+    while let [a, b, c, d, rest @ ..] = info {
+        let id = u16::from_le_bytes([*a, *b]);
+        let value_len = usize::from(u16::from_le_bytes([*c, *d]));
+        let (value, rest) = rest.split_at_checked(value_len)?;
+        match id {
+            MSV_AV_EOL => return None,
+            MSV_AV_DNS_COMPUTER_NAME => {
+                if value.len() % 2 != 0 {
+                    return None;
+                }
+                let units: Vec<u16> = value
+                    .chunks_exact(2)
+                    .filter_map(|u| u.try_into().ok().map(u16::from_le_bytes))
+                    .collect();
+                let name = String::from_utf16(&units).ok()?;
+                return (!name.is_empty()).then_some(name);
+            }
+            _ => info = rest,
+        }
+    }
+    None
 }
 
 impl NtlmContext {
@@ -164,5 +211,71 @@ impl PduProtection for NtlmContext {
             .decrypt_message(&mut buffers)
             .map_err(|e| RpcError::Security(format!("unseal: {e}")))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf16(s: &str) -> Vec<u8> {
+        s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    /// A CHALLENGE with `pairs` as its target info.
+    fn challenge(pairs: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut info = Vec::new();
+        for (id, value) in pairs {
+            info.extend_from_slice(&id.to_le_bytes());
+            info.extend_from_slice(&u16::try_from(value.len()).unwrap().to_le_bytes());
+            info.extend_from_slice(value);
+        }
+        let mut msg = b"NTLMSSP\0".to_vec();
+        msg.extend_from_slice(&2u32.to_le_bytes());
+        msg.extend_from_slice(&[0; 8]); // target name fields
+        msg.extend_from_slice(&[0; 4]); // flags
+        msg.extend_from_slice(&[7; 8]); // server challenge
+        msg.extend_from_slice(&[0; 8]); // reserved
+        let len = u16::try_from(info.len()).unwrap().to_le_bytes();
+        msg.extend_from_slice(&len);
+        msg.extend_from_slice(&len);
+        msg.extend_from_slice(&56u32.to_le_bytes());
+        msg.extend_from_slice(&[0; 8]); // version
+        msg.extend(info);
+        msg
+    }
+
+    #[test]
+    fn the_dns_computer_name_comes_from_the_target_info() {
+        let msg = challenge(&[
+            (2, utf16("LAB")),
+            (1, utf16("DC1")),
+            (3, utf16("dc1.lab.idbridge.test")),
+            (0, Vec::new()),
+        ]);
+        assert_eq!(
+            challenge_dns_computer_name(&msg).as_deref(),
+            Some("dc1.lab.idbridge.test")
+        );
+        assert_eq!(
+            challenge_dns_computer_name(&challenge(&[(1, utf16("DC1")), (0, Vec::new())])),
+            None
+        );
+        // Truncated anywhere, or not a CHALLENGE: nothing, and no panic.
+        for cut in 0..msg.len() {
+            assert_eq!(
+                challenge_dns_computer_name(&msg[..cut]),
+                None,
+                "cut at {cut}"
+            );
+        }
+        let mut negotiate = msg.clone();
+        negotiate[8] = 1;
+        assert_eq!(challenge_dns_computer_name(&negotiate), None);
+        // An odd-length name is malformed.
+        assert_eq!(
+            challenge_dns_computer_name(&challenge(&[(3, vec![0x61])])),
+            None
+        );
     }
 }

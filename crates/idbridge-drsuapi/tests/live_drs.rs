@@ -1,11 +1,14 @@
 //! Against the lab's Samba AD DC (start it with `./lab dc`): replicate the domain naming
-//! context as the least-privilege `idbridge-sync` account and check the decrypted NT hashes.
-//! A missing lab fails these tests; nothing is skipped.
+//! context as the least-privilege `idbridge-sync` account and check the decrypted NT hashes,
+//! over Kerberos and over NTLMv2. A missing lab fails these tests; nothing is skipped.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
-use idbridge_drsuapi::{Credentials, DrsClient, DrsError, ReplicatedAccount, Watermark};
+use idbridge_drsuapi::{
+    AuthMechanism, AuthOptions, Credentials, DrsClient, DrsError, ReplicatedAccount, RpcAuth,
+    Watermark,
+};
 use idbridge_testkit::{Lab, TestOu};
 use md4::{Digest, Md4};
 
@@ -278,7 +281,247 @@ async fn a_wrong_password_fails_authentication() {
     let lab = lab().unwrap();
     let creds = Credentials::new(lab.ad.service_account_upn.clone(), "not-the-password");
     match DrsClient::connect(LOOPBACK, &creds).await {
-        Err(DrsError::Authentication(_)) => {}
+        Err(DrsError::Authentication { .. }) => {}
         other => panic!("expected an authentication error, got {other:?}"),
     }
+}
+
+/// The DC's DNS host name, from the rootDSE.
+async fn dc_dns_name(ou: &mut TestOu) -> Result<String, String> {
+    let (entries, _) = ou
+        .ldap()
+        .search(
+            "",
+            ldap3::Scope::Base,
+            "(objectClass=*)",
+            vec!["dnsHostName"],
+        )
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| format!("rootDSE: {e}"))?;
+    let entry = entries
+        .into_iter()
+        .next()
+        .map(ldap3::SearchEntry::construct)
+        .ok_or("no rootDSE")?;
+    entry
+        .attrs
+        .get("dnsHostName")
+        .and_then(|v| v.first())
+        .map(|name| name.to_lowercase())
+        .ok_or_else(|| "no dnsHostName in the rootDSE".into())
+}
+
+fn options(mechanism: RpcAuth, spn: Option<String>) -> AuthOptions {
+    AuthOptions {
+        mechanism,
+        spn,
+        ..AuthOptions::default()
+    }
+}
+
+/// A port on this machine where nothing listens.
+fn closed_port() -> Result<std::net::SocketAddr, String> {
+    std::net::TcpListener::bind((LOOPBACK, 0))
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| format!("a free port: {e}"))
+}
+
+/// The NT hash of `name` in a full replication over `client`.
+async fn replicated_hash(client: &mut DrsClient, nc: &str, name: &str) -> Result<[u8; 16], String> {
+    let (all, _, _, _) = replicate(client, nc, None).await?;
+    let found: Vec<_> = all
+        .iter()
+        .filter(|a| a.sam_account_name.as_deref() == Some(name))
+        .collect();
+    let [account] = found.as_slice() else {
+        return Err(format!("expected {name} once, got {found:?}"));
+    };
+    account
+        .nt_hash
+        .as_ref()
+        .map(|h| *h.as_bytes())
+        .ok_or_else(|| format!("no unicodePwd replicated for {name}"))
+}
+
+#[tokio::test]
+async fn kerberos_replication_decrypts_the_same_nt_hash_as_ntlm() {
+    let lab = lab().unwrap();
+    let mut ou = lab
+        .test_ou("drs-krb")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = format!("krb-{}", idbridge_testkit::unique_suffix());
+    let password = "Kerb\u{e9}ros-\u{1F511}-Pass1";
+    add_user(&lab, &mut ou, &name, password).await.unwrap();
+    let dc = dc_dns_name(&mut ou).await.unwrap();
+    let nc = lab.ad.base_dn.clone();
+    let creds = service_credentials(&lab);
+
+    let spn = format!("host/{dc}");
+    let client = DrsClient::connect_with(
+        LOOPBACK,
+        &creds,
+        &options(RpcAuth::Kerberos, Some(spn.clone())),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("Kerberos bind for {spn}: {e}"));
+    assert_eq!(client.mechanism(), AuthMechanism::Kerberos);
+    client
+        .unbind()
+        .await
+        .unwrap_or_else(|e| panic!("unbind: {e}"));
+
+    // Samba registers only HOST/ SPNs for the DC: an SPN the KDC does not know makes negotiate
+    // fall back, naming the SPN.
+    let unknown = format!("ldap/{dc}");
+    let client = DrsClient::connect_with(
+        LOOPBACK,
+        &creds,
+        &options(RpcAuth::Negotiate, Some(unknown.clone())),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("negotiate with {unknown}: {e}"));
+    assert_eq!(client.mechanism(), AuthMechanism::Ntlm);
+    let reason = client.kerberos_fallback().unwrap_or_default();
+    assert!(
+        reason.contains(&unknown) && reason.contains("KDC_ERR_S_PRINCIPAL_UNKNOWN"),
+        "{reason}"
+    );
+    client
+        .unbind()
+        .await
+        .unwrap_or_else(|e| panic!("unbind: {e}"));
+
+    // The default: Kerberos, for the SPN host/<the name the DC announces>.
+    let mut kerberos = DrsClient::connect(LOOPBACK, &creds)
+        .await
+        .unwrap_or_else(|e| panic!("connect with the defaults: {e}"));
+    assert_eq!(kerberos.mechanism(), AuthMechanism::Kerberos);
+    assert_eq!(kerberos.kerberos_fallback(), None);
+    let over_kerberos = replicated_hash(&mut kerberos, &nc, &name).await.unwrap();
+    kerberos
+        .unbind()
+        .await
+        .unwrap_or_else(|e| panic!("unbind: {e}"));
+
+    let mut ntlm = DrsClient::connect_with(LOOPBACK, &creds, &options(RpcAuth::Ntlm, None))
+        .await
+        .unwrap_or_else(|e| panic!("NTLM bind: {e}"));
+    assert_eq!(ntlm.mechanism(), AuthMechanism::Ntlm);
+    let over_ntlm = replicated_hash(&mut ntlm, &nc, &name).await.unwrap();
+    ntlm.unbind()
+        .await
+        .unwrap_or_else(|e| panic!("unbind: {e}"));
+
+    assert_eq!(over_kerberos, expected_nt_hash(password));
+    assert_eq!(
+        over_kerberos, over_ntlm,
+        "the same hash over both mechanisms"
+    );
+    assert_eq!(
+        over_kerberos,
+        samba_tool_nt_hash(&lab, &name).unwrap(),
+        "the hash Samba holds"
+    );
+    ou.remove().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_kerberos_without_trying_ntlm() {
+    let lab = lab().unwrap();
+    let mut ou = lab
+        .test_ou("drs-krb-pw")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A user of its own: wrong passwords count towards the lab's lockout threshold.
+    let name = format!("krbpw-{}", idbridge_testkit::unique_suffix());
+    let upn = add_user(&lab, &mut ou, &name, "Right-Pass-1")
+        .await
+        .unwrap();
+    let dc = dc_dns_name(&mut ou).await.unwrap();
+    let wrong = "Wrong-Pass-1-zq8";
+    let creds = Credentials::new(upn, wrong);
+    for mechanism in [RpcAuth::Kerberos, RpcAuth::Negotiate] {
+        let spn = Some(format!("host/{dc}"));
+        let err = match DrsClient::connect_with(LOOPBACK, &creds, &options(mechanism, spn)).await {
+            Err(e) => e,
+            Ok(c) => panic!(
+                "{mechanism:?}: a wrong password bound with {}",
+                c.mechanism()
+            ),
+        };
+        assert!(
+            matches!(
+                err,
+                DrsError::Authentication {
+                    mechanism: AuthMechanism::Kerberos,
+                    ..
+                }
+            ),
+            "{mechanism:?}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("Kerberos authentication failed: ")
+                && message.contains("KDC_ERR_PREAUTH_FAILED"),
+            "{message}"
+        );
+        assert!(!message.contains(wrong), "{message}");
+    }
+    ou.remove().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn an_unreachable_kdc_falls_back_to_ntlm_under_negotiate() {
+    let lab = lab().unwrap();
+    let mut ou = lab
+        .test_ou("drs-krb-nokdc")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = format!("nokdc-{}", idbridge_testkit::unique_suffix());
+    let password = "No-KDC-Pass-1";
+    add_user(&lab, &mut ou, &name, password).await.unwrap();
+    let creds = service_credentials(&lab);
+    let kdc = closed_port().unwrap();
+    let negotiate = AuthOptions {
+        kdc: Some(kdc),
+        ..AuthOptions::default()
+    };
+    let mut client = DrsClient::connect_with(LOOPBACK, &creds, &negotiate)
+        .await
+        .unwrap_or_else(|e| panic!("negotiate without a KDC: {e}"));
+    assert_eq!(client.mechanism(), AuthMechanism::Ntlm);
+    let reason = client
+        .kerberos_fallback()
+        .expect("the reason Kerberos was not used");
+    assert!(
+        reason.contains(&kdc.to_string()) && reason.contains("unreachable"),
+        "{reason}"
+    );
+    let hash = replicated_hash(&mut client, &lab.ad.base_dn, &name)
+        .await
+        .unwrap();
+    assert_eq!(hash, expected_nt_hash(password));
+    client
+        .unbind()
+        .await
+        .unwrap_or_else(|e| panic!("unbind: {e}"));
+
+    // Kerberos only: an error naming the KDC, no fallback.
+    let only = AuthOptions {
+        mechanism: RpcAuth::Kerberos,
+        ..negotiate
+    };
+    match DrsClient::connect_with(LOOPBACK, &creds, &only).await {
+        Err(
+            e @ DrsError::Authentication {
+                mechanism: AuthMechanism::Kerberos,
+                ..
+            },
+        ) => assert!(e.to_string().contains(&kdc.to_string()), "{e}"),
+        Err(e) => panic!("expected a Kerberos error, got {e:?}"),
+        Ok(c) => panic!("bound with {} without a KDC", c.mechanism()),
+    }
+    ou.remove().await.unwrap_or_else(|e| panic!("{e}"));
 }

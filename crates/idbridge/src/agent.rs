@@ -127,6 +127,9 @@ fn print_status(status: &PhsStatus) {
         "last cycle   {} ({}), {} -> {}",
         status.outcome, status.mode, status.started_at, status.finished_at
     );
+    if !status.rpc_auth.is_empty() {
+        println!("dc auth      {}", status.rpc_auth);
+    }
     println!("replicated   {}", status.replicated);
     println!("sent         {}", status.sent);
     println!(

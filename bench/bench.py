@@ -46,10 +46,13 @@ class Failed(Exception):
 
 
 def timed(args, env=None):
-    """Wall seconds and peak RSS (MiB) of a command."""
+    """Wall seconds and peak RSS (MiB) of a command; its log goes to .lab/bench/cli.log."""
     started = time.time()
     out = subprocess.run(["/usr/bin/time", "-f", "%M"] + args, capture_output=True, text=True, env=env)
     elapsed = time.time() - started
+    if os.path.isdir(WORK):
+        with open(os.path.join(WORK, "cli.log"), "a") as log:
+            log.write("$ %s\n%s" % (" ".join(args[:3]), out.stderr))
     if out.returncode != 0:
         raise Failed("%s failed: %s" % (" ".join(args[:4]), out.stderr.strip()[-600:]))
     rss_kb = int(out.stderr.strip().splitlines()[-1])
@@ -227,6 +230,11 @@ def main():
     parser.add_argument("--keep", action="store_true",
                         help="leave the dataset in the DC (by default it is removed at the end: a large "
                              "OU=Bench slows every whole-domain read of the lab, the tests' included)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="use the dataset a run with --keep left in the DC instead of loading one")
+    parser.add_argument("--sync-only", action="store_true",
+                        help="measure the baseline, the full sync and the re-sync only, print them and "
+                             "stop (for profiling; bench/results is not written)")
     args = parser.parse_args()
     users = args.users or (2000 if args.quick else 100000)
     groups = args.groups or (100 if args.quick else 5000)
@@ -241,10 +249,11 @@ def main():
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     say("dataset: %d users, %d groups in %s" % (users, groups, ou_dn))
-    subprocess.run([os.path.join(ROOT, "bench", "load-dataset"), "--wipe"], check=True, capture_output=True)
-    started = time.time()
-    subprocess.run([os.path.join(ROOT, "bench", "load-dataset"), "--users", str(users), "--groups", str(groups)], check=True)
-    results["load_s"] = round(time.time() - started, 1)
+    if not args.reuse:
+        subprocess.run([os.path.join(ROOT, "bench", "load-dataset"), "--wipe"], check=True, capture_output=True)
+        started = time.time()
+        subprocess.run([os.path.join(ROOT, "bench", "load-dataset"), "--users", str(users), "--groups", str(groups)], check=True)
+        results["load_s"] = round(time.time() - started, 1)
     grant_writeback(lab, ou_dn)
 
     shutil.rmtree(WORK, ignore_errors=True)
@@ -271,6 +280,10 @@ def main():
         say("re-sync with no changes")
         resync_s, resync_rss, _ = agent.cli("sync", "full-cycle", "--json")
         results["resync_s"] = round(resync_s, 3)
+        if args.sync_only:
+            say("full sync %.2f s, ldapsearch %.2f s (ratio %.2f), re-sync %.2f s, %d objects"
+                % (full_s, ldapsearch_s, full_s / ldapsearch_s, resync_s, results["objects"]))
+            return
 
         agent.register(cloud)
         agent.start()

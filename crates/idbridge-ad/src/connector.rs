@@ -304,6 +304,21 @@ impl AdConnector {
         Ok((entries, errors))
     }
 
+    /// A DirSync cookie for "now" over the naming context `base`, without reading objects.
+    ///
+    /// The pass matches no object (an objectGUID no object has, answered from the index), and
+    /// the DC then derives the cookie from its highest committed USN (Samba's dirsync module
+    /// does exactly this). Should a DC hand back an older watermark instead, the next delta
+    /// reads more than it needs to, never less.
+    pub async fn current_cookie(&mut self, base: &Dn) -> Result<Vec<u8>, AdError> {
+        const NO_OBJECT: &str =
+            "(objectGUID=\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00\\00)";
+        Ok(self
+            .dirsync(base, NO_OBJECT, &["objectGUID"], &[])
+            .await?
+            .cookie)
+    }
+
     /// One DirSync pass from `cookie` (empty: from the beginning) over the naming context `base`.
     pub async fn dirsync(
         &mut self,

@@ -88,7 +88,7 @@ impl Default for SyncConfig {
             deletion_threshold: 500,
             deletion_threshold_percent: None,
             staging: false,
-            poll_interval_ms: 1000,
+            poll_interval_ms: 250,
             full_cycle_hours: 24,
             database_url: None,
             scim_url: None,

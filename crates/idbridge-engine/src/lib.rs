@@ -9,6 +9,7 @@ pub mod scope;
 
 pub use object::{decode_values, encode_values, AdObject, Attributes};
 pub use project::{
-    managed_attributes, member_set, project, render, CloudKind, Disposition, OutOfScope,
-    Projection, Rendered, ScimDialect, SyncScope,
+    managed_attributes, member_set, project, render, resolve_references, unresolved_references,
+    CloudKind, Disposition, OutOfScope, Projection, Rendered, ScimDialect, SyncScope,
+    UNRESOLVED_REFERENCE,
 };

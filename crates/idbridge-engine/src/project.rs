@@ -257,9 +257,102 @@ pub fn project(
 /// A cloud object rendered as SCIM JSON.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rendered {
+    /// References whose target had no cloud object yet stand in it as placeholders (see
+    /// [`resolve_references`]); a document is never sent with them.
     pub doc: serde_json::Value,
-    /// References whose target has no cloud object yet (left out; rendered again later).
+    /// References whose target has no cloud object yet.
     pub unresolved: Vec<Dn>,
+}
+
+/// Key of the placeholder object `{"idbridge:unresolvedReference": "<normalized DN>"}` that
+/// stands where a reference's `{"value": "<cloud id>"}` goes until its target is exported.
+pub const UNRESOLVED_REFERENCE: &str = "idbridge:unresolvedReference";
+
+fn placeholder_dn(value: &serde_json::Value) -> Option<&str> {
+    let map = value.as_object()?;
+    if map.len() != 1 {
+        return None;
+    }
+    map.get(UNRESOLVED_REFERENCE)?.as_str()
+}
+
+/// The normalized DNs of the placeholders in `doc`.
+pub fn unresolved_references(doc: &serde_json::Value) -> Vec<String> {
+    let mut found = Vec::new();
+    collect_placeholders(doc, &mut found);
+    found
+}
+
+fn collect_placeholders(value: &serde_json::Value, found: &mut Vec<String>) {
+    if let Some(dn) = placeholder_dn(value) {
+        found.push(dn.to_owned());
+        return;
+    }
+    match value {
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_placeholders(v, found)),
+        serde_json::Value::Array(items) => {
+            items.iter().for_each(|v| collect_placeholders(v, found))
+        }
+        _ => {}
+    }
+}
+
+/// Replaces each placeholder in `doc` whose DN `resolve` maps to a cloud id by the reference
+/// `{"value": id}`; the others stay, or with `drop_unresolved` are removed (the attribute, or
+/// the element of a multi-valued one). Returns how many placeholders are left.
+pub fn resolve_references(
+    doc: &mut serde_json::Value,
+    resolve: &dyn Fn(&str) -> Option<String>,
+    drop_unresolved: bool,
+) -> usize {
+    // What a placeholder becomes: `Some(reference)`, or `None` to remove it.
+    let replace = |value: &serde_json::Value| -> Option<Option<serde_json::Value>> {
+        let dn = placeholder_dn(value)?;
+        match resolve(dn) {
+            Some(id) => Some(Some(json!({ "value": id }))),
+            None if drop_unresolved => Some(None),
+            None => None,
+        }
+    };
+    let mut left = 0;
+    match doc {
+        serde_json::Value::Object(map) => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                let Some(value) = map.get_mut(&key) else {
+                    continue;
+                };
+                match replace(value) {
+                    Some(Some(reference)) => *value = reference,
+                    Some(None) => {
+                        map.remove(&key);
+                    }
+                    None if placeholder_dn(value).is_some() => left += 1,
+                    None => left += resolve_references(value, resolve, drop_unresolved),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            let mut kept = Vec::with_capacity(items.len());
+            for mut item in std::mem::take(items) {
+                match replace(&item) {
+                    Some(Some(reference)) => kept.push(reference),
+                    Some(None) => {}
+                    None if placeholder_dn(&item).is_some() => {
+                        left += 1;
+                        kept.push(item);
+                    }
+                    None => {
+                        left += resolve_references(&mut item, resolve, drop_unresolved);
+                        kept.push(item);
+                    }
+                }
+            }
+            *items = kept;
+        }
+        _ => {}
+    }
+    left
 }
 
 /// Renders `projection` as the SCIM resource the cloud should hold. `resolve` maps a referenced
@@ -285,7 +378,10 @@ pub fn render(
             match v {
                 Value::Ref(dn) => match resolve(dn) {
                     Some(id) => values.push(json!({ "value": id })),
-                    None => unresolved.push(dn.clone()),
+                    None => {
+                        values.push(json!({ UNRESOLVED_REFERENCE: dn.normalized() }));
+                        unresolved.push(dn.clone());
+                    }
                 },
                 other => values.push(to_json(other)),
             }
@@ -509,10 +605,10 @@ mod tests {
     #[test]
     fn the_core_dialect_carries_the_anchor_as_external_id_and_nothing_of_ours() {
         let p = projected(&jack("CN=Jack,OU=Staff,DC=lab"));
-        let r = render(&p, ScimDialect::Core, &|_: &Dn| None);
+        let r = render(&p, ScimDialect::Core, &|_: &Dn| Some("boss-id".into()));
         assert_eq!(r.doc["externalId"], p.anchor.as_str());
         assert!(r.doc.get(SYNC_USER_SCHEMA).is_none(), "{}", r.doc);
-        assert_eq!(r.doc["schemas"], json!([USER_SCHEMA]));
+        assert_eq!(r.doc["schemas"], json!([USER_SCHEMA, ENTERPRISE_SCHEMA]));
         let join = p.join_in(ScimDialect::Core);
         assert_eq!(
             join.first(),
@@ -526,14 +622,41 @@ mod tests {
     }
 
     #[test]
-    fn unresolved_references_are_left_out_and_reported() {
+    fn unresolved_references_are_placeholders_until_resolved() {
         let p = projected(&jack("CN=Jack,OU=Staff,DC=lab"));
         let r = render(&p, ScimDialect::Idbridge, &|_: &Dn| None);
+        let boss = Dn::parse("CN=Boss,OU=Staff,DC=lab").unwrap();
+        assert_eq!(r.unresolved, std::slice::from_ref(&boss));
+        assert_eq!(unresolved_references(&r.doc), [boss.normalized()]);
+
+        let mut later = r.doc.clone();
+        assert_eq!(resolve_references(&mut later, &|_| None, false), 1);
+        assert_eq!(later, r.doc, "kept while the target is not exported");
+        let found = |dn: &str| (dn == boss.normalized()).then(|| "cloud-boss".to_owned());
+        assert_eq!(resolve_references(&mut later, &found, false), 0);
         assert_eq!(
-            r.unresolved,
-            [Dn::parse("CN=Boss,OU=Staff,DC=lab").unwrap()]
+            later[ENTERPRISE_SCHEMA]["manager"],
+            json!({"value": "cloud-boss"})
         );
-        assert!(r.doc[ENTERPRISE_SCHEMA].get("manager").is_none());
+
+        let mut sent = r.doc.clone();
+        assert_eq!(resolve_references(&mut sent, &|_| None, true), 0);
+        assert!(sent[ENTERPRISE_SCHEMA].get("manager").is_none());
+        assert!(unresolved_references(&sent).is_empty());
+    }
+
+    #[test]
+    fn unresolved_members_are_dropped_one_by_one() {
+        let placeholder = |dn: &str| json!({ UNRESOLVED_REFERENCE: dn });
+        let mut doc =
+            json!({"members": [{"value": "a"}, placeholder("cn=b"), placeholder("cn=c")]});
+        let known = |dn: &str| (dn == "cn=b").then(|| "id-b".to_owned());
+        assert_eq!(resolve_references(&mut doc, &known, true), 0);
+        assert_eq!(doc, json!({"members": [{"value": "a"}, {"value": "id-b"}]}));
+        // An object that merely has the key among others is data, not a placeholder.
+        let mut data = json!({"x": {UNRESOLVED_REFERENCE: "cn=d", "value": "v"}});
+        assert_eq!(resolve_references(&mut data, &|_| None, true), 0);
+        assert_eq!(data["x"]["value"], "v");
     }
 
     #[test]

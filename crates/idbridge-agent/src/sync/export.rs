@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use idbridge_ad::AdConnector;
 use idbridge_core::{AttrName, ObjectGuid};
-use idbridge_engine::{managed_attributes, CloudKind};
+use idbridge_engine::{managed_attributes, resolve_references, unresolved_references, CloudKind};
 use idbridge_scim_client::{
     minimal_patch, PatchOp, ResourceType, ScimClient, ScimClientError, Write,
 };
@@ -54,6 +54,8 @@ pub(crate) struct ExportPass {
     pub failed: HashSet<String>,
     /// Objects joined to a cloud object in this run (guid, DN).
     pub joined: Vec<(String, String)>,
+    /// Exports the last call held back because their references do not resolve yet.
+    pub held: usize,
 }
 
 /// Why an export of one object failed, in words for `idbridge sync errors`.
@@ -110,11 +112,13 @@ impl SyncContext {
     }
 
     /// Sends the pending exports, except those of objects that already failed in this run
-    /// (`pass.failed`); records failures and new joins in `pass`.
+    /// (`pass.failed`) and, with `hold_unresolved`, those whose references do not all resolve
+    /// yet (counted in `pass.held`); records failures and new joins in `pass`.
     pub(crate) async fn export(
         &self,
         counts: &mut RunCounts,
         pass: &mut ExportPass,
+        hold_unresolved: bool,
     ) -> Result<Outcome, SyncError> {
         let mut pending = self.store.pending_exports().await?;
         pending.retain(|p| !pass.failed.contains(&p.guid));
@@ -124,6 +128,12 @@ impl SyncContext {
                 pending.len()
             )));
         }
+        let completed = self
+            .resolve_pending_references(&mut pending, !hold_unresolved)
+            .await?;
+        let all = pending.len();
+        pending.retain(|p| !p.unresolved);
+        pass.held = all - pending.len();
         if pending.is_empty() {
             return Ok(Outcome::Done);
         }
@@ -146,6 +156,7 @@ impl SyncContext {
                 )));
             }
         }
+        let started = std::time::Instant::now();
         let client = ScimClient::connect(self.scim.clone()).await?;
         let mut provisioned = 0u64;
         let mut sent = 0u64;
@@ -182,6 +193,9 @@ impl SyncContext {
                             }
                             (_, None) => {}
                         }
+                        if completed.contains(&export.guid) {
+                            tx.set_unresolved_refs(&export.guid, false).await?;
+                        }
                         tx.delete_pending_export(&export.guid).await?;
                         tx.clear_error(&export.guid).await?;
                     }
@@ -208,10 +222,13 @@ impl SyncContext {
         if deletes > 0 {
             tx.consume_approved_deletes().await?;
         }
-        if provisioned > 0 {
-            tx.retry_unresolved_refs().await?;
-        }
         tx.commit().await?;
+        tracing::info!(
+            objects = sent,
+            held = pass.held,
+            ms = started.elapsed().as_millis() as u64,
+            "export done"
+        );
         if provisioned > 0 {
             // Newly joined users' hashes were replicated before they had a cloud object: ask
             // password hash sync for a full pass (it runs on its own schedule).
@@ -220,6 +237,42 @@ impl SyncContext {
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// Puts cloud ids into the reference placeholders of `pending` for targets that have a
+    /// cloud object by now (exported earlier in this run, say). An export whose references all
+    /// resolve is no longer `unresolved`; with `drop_unresolved`, none is (what does not resolve
+    /// is left out, and the object is synced again once it does). Returns the exports whose
+    /// references were all completed here.
+    async fn resolve_pending_references(
+        &self,
+        pending: &mut [PendingExport],
+        drop_unresolved: bool,
+    ) -> Result<HashSet<String>, SyncError> {
+        let targets: HashSet<String> = pending
+            .iter()
+            .filter(|p| p.unresolved)
+            .flat_map(|p| unresolved_references(&p.doc))
+            .collect();
+        let cloud_ids = if targets.is_empty() {
+            Default::default()
+        } else {
+            self.store.cloud_ids_for(&targets).await?
+        };
+        let mut completed = HashSet::new();
+        for export in pending.iter_mut().filter(|p| p.unresolved) {
+            let refs = unresolved_references(&export.doc);
+            if !refs.is_empty() && refs.iter().all(|dn| cloud_ids.contains_key(dn)) {
+                completed.insert(export.guid.clone());
+            }
+            let left = resolve_references(
+                &mut export.doc,
+                &|dn| cloud_ids.get(dn).cloned(),
+                drop_unresolved,
+            );
+            export.unresolved = left > 0;
+        }
+        Ok(completed)
     }
 
     /// Writes the anchor into `mS-DS-ConsistencyGuid` of the objects joined in this run, and

@@ -73,10 +73,7 @@ impl SyncContext {
     /// The DirSync cookie of "now", then every object (see `full_import` for the order).
     async fn read_directory(&self) -> Result<(Vec<u8>, Vec<AdEntry>, Vec<AdEntryError>), AdError> {
         let mut ad = AdConnector::connect(&self.ad).await?;
-        let cookie = ad
-            .dirsync(&self.base_dn, IMPORT_FILTER, &["objectGUID"], &[])
-            .await?
-            .cookie;
+        let cookie = ad.current_cookie(&self.base_dn).await?;
         let (entries, errors) = ad
             .search_all(&self.base_dn, IMPORT_FILTER, &import_attributes())
             .await?;
@@ -86,14 +83,18 @@ impl SyncContext {
         Ok((cookie, entries, errors))
     }
 
+    /// One DirSync pass on the kept connection; a failed pass drops it, so the retry connects
+    /// again.
     async fn read_changes(&self, cookie: &[u8]) -> Result<DirSyncBatch, AdError> {
-        let mut ad = AdConnector::connect(&self.ad).await?;
+        let mut kept = self.delta_connection.lock().await;
+        let mut ad = match kept.take() {
+            Some(ad) => ad,
+            None => AdConnector::connect(&self.ad).await?,
+        };
         let batch = ad
             .dirsync(&self.base_dn, IMPORT_FILTER, &import_attributes(), cookie)
             .await?;
-        if let Err(e) = ad.unbind().await {
-            tracing::debug!(error = %e, "unbind after delta import");
-        }
+        *kept = Some(ad);
         Ok(batch)
     }
 

@@ -108,6 +108,9 @@ pub struct SyncContext {
     phs_request_path: PathBuf,
     progress: progress::Progress,
     password_changed: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The delta import's connection, kept between polls: an idle poll is then one search,
+    /// not a TLS handshake and a bind.
+    delta_connection: tokio::sync::Mutex<Option<idbridge_ad::AdConnector>>,
 }
 
 fn parse_dns(what: &str, list: &[String]) -> Result<Vec<Dn>, SyncError> {
@@ -225,6 +228,7 @@ impl SyncContext {
             phs_request_path: crate::phs::full_request_path(&config.storage.data_dir),
             progress: progress::Progress::default(),
             password_changed: None,
+            delta_connection: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -327,14 +331,38 @@ impl SyncContext {
         Ok(Outcome::Done)
     }
 
-    /// Exports, and when new cloud objects let held-back references resolve (a group whose
-    /// members were exported in the same run), syncs and exports those objects once more.
+    /// Exports in waves. Objects whose references wait for objects this run creates (a new
+    /// group's new members, a new user's new manager) are held back until those exist, so each
+    /// goes out in one write rather than a create and a later patch. What still does not
+    /// resolve (a chain deeper than the waves, a reference to an object out of scope) goes out
+    /// without it; when new cloud objects let it resolve, the object is synced and exported
+    /// once more.
     async fn export_and_resolve(&self, counts: &mut RunCounts) -> Result<Outcome, SyncError> {
+        const MAX_WAVES: usize = 32;
         let mut pass = export::ExportPass::default();
-        let mut outcome = self.export(counts, &mut pass).await?;
+        let mut held_before = usize::MAX;
+        for _ in 0..MAX_WAVES {
+            let outcome = self.export(counts, &mut pass, true).await?;
+            if !matches!(outcome, Outcome::Done) {
+                return Ok(outcome);
+            }
+            // Stop when a wave resolved nothing: waiting cannot help.
+            if pass.held == 0 || pass.held >= held_before {
+                break;
+            }
+            held_before = pass.held;
+        }
+        let mut outcome = self.export(counts, &mut pass, false).await?;
+        if matches!(outcome, Outcome::Done) && !pass.joined.is_empty() {
+            // The new cloud objects may complete references that objects exported before
+            // them had to leave out.
+            let mut tx = self.store.begin().await?;
+            tx.retry_unresolved_refs().await?;
+            tx.commit().await?;
+        }
         if matches!(outcome, Outcome::Done) && self.store.has_pending_sync().await? {
             self.synchronize(false, counts).await?;
-            outcome = self.export(counts, &mut pass).await?;
+            outcome = self.export(counts, &mut pass, false).await?;
         }
         if matches!(outcome, Outcome::Done) && self.write_consistency_guid {
             counts.errors += self.write_anchors(&pass.joined).await?;

@@ -2,7 +2,9 @@
 //! sending anything.
 
 use idbridge_core::{Dn, ObjectGuid};
-use idbridge_engine::{encode_values, member_set, project, render, Disposition};
+use idbridge_engine::{
+    encode_values, member_set, project, render, resolve_references, Disposition,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -84,7 +86,10 @@ impl SyncContext {
                 });
                 preview.rules_fired = projection.fired.clone();
                 preview.metaverse = encode_values(&projection.metaverse);
-                preview.cloud = Some(rendered.doc);
+                // Shown as it would be sent now; the references left out are listed apart.
+                let mut doc = rendered.doc;
+                resolve_references(&mut doc, &|_| None, true);
+                preview.cloud = Some(doc);
                 preview.unresolved_references = rendered
                     .unresolved
                     .iter()

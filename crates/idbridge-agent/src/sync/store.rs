@@ -155,6 +155,27 @@ fn parse_ad_object(row: &AnyRow) -> Result<AdObject, StoreError> {
     })
 }
 
+/// Values per `IN (...)` list: well below SQLite's and PostgreSQL's bind-parameter limits.
+const IN_LIST_MAX: usize = 500;
+
+/// `$1, $2, ... $n`.
+fn in_list(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    values: &[&'q str],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for value in values {
+        query = query.bind(*value);
+    }
+    query
+}
+
 fn parse_cloud_object(row: &AnyRow) -> Result<CloudObject, StoreError> {
     let guid: String = row.try_get("guid")?;
     let kind: String = row.try_get("kind")?;
@@ -296,24 +317,44 @@ impl SyncStore {
         &self,
         dn_keys: &HashSet<String>,
     ) -> Result<HashMap<String, String>, StoreError> {
-        let keys: Vec<&String> = dn_keys.iter().collect();
+        let keys: Vec<&str> = dn_keys.iter().map(String::as_str).collect();
         let mut ids = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        for chunk in keys.chunks(IN_LIST_MAX) {
             let sql = format!(
                 "SELECT a.dn_key, c.cloud_id FROM ad_objects a JOIN cloud_objects c \
                  ON a.guid = c.guid WHERE a.dn_key IN ({})",
-                placeholders.join(", ")
+                in_list(chunk.len())
             );
-            let mut query = sqlx::query(&sql);
-            for key in chunk {
-                query = query.bind(key.as_str());
-            }
-            for row in query.fetch_all(self.db.pool()).await? {
+            for row in bind_all(sqlx::query(&sql), chunk)
+                .fetch_all(self.db.pool())
+                .await?
+            {
                 ids.insert(row.try_get("dn_key")?, row.try_get("cloud_id")?);
             }
         }
         Ok(ids)
+    }
+
+    /// The cloud objects joined to these AD objects, by guid.
+    pub async fn cloud_objects_for(
+        &self,
+        guids: &[&str],
+    ) -> Result<HashMap<String, CloudObject>, StoreError> {
+        let mut found = HashMap::with_capacity(guids.len());
+        for chunk in guids.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "SELECT guid, kind, cloud_id, anchor, doc FROM cloud_objects WHERE guid IN ({})",
+                in_list(chunk.len())
+            );
+            for row in bind_all(sqlx::query(&sql), chunk)
+                .fetch_all(self.db.pool())
+                .await?
+            {
+                let object = parse_cloud_object(&row)?;
+                found.insert(object.guid.clone(), object);
+            }
+        }
+        Ok(found)
     }
 
     pub async fn cloud_object(&self, guid: &str) -> Result<Option<CloudObject>, StoreError> {
@@ -577,11 +618,31 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn clear_pending(&mut self, guid: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ad_objects SET pending_sync = 0 WHERE guid = $1")
-            .bind(guid)
-            .execute(self.tx.conn())
-            .await?;
+    /// Marks these objects synchronized.
+    pub async fn clear_pending(&mut self, guids: &[&str]) -> Result<(), StoreError> {
+        for chunk in guids.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "UPDATE ad_objects SET pending_sync = 0 WHERE guid IN ({})",
+                in_list(chunk.len())
+            );
+            bind_all(sqlx::query(&sql), chunk)
+                .execute(self.tx.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Clears the recorded errors of these objects.
+    pub async fn clear_errors(&mut self, guids: &[&str]) -> Result<(), StoreError> {
+        for chunk in guids.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "DELETE FROM object_errors WHERE guid IN ({})",
+                in_list(chunk.len())
+            );
+            bind_all(sqlx::query(&sql), chunk)
+                .execute(self.tx.conn())
+                .await?;
+        }
         Ok(())
     }
 

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use idbridge_core::Dn;
 use idbridge_engine::{
-    encode_values, managed_attributes, member_set, project, render, AdObject, Disposition,
-    Projection, Rendered,
+    encode_values, managed_attributes, member_set, project, render, resolve_references, AdObject,
+    Disposition, Projection, Rendered,
 };
 use idbridge_scim_client::minimal_patch;
 use serde_json::json;
@@ -22,6 +22,13 @@ pub(crate) fn differs(confirmed: &serde_json::Value, desired: &serde_json::Value
     let managed = managed_attributes(&[confirmed, desired]);
     let managed: Vec<&str> = managed.iter().map(String::as_str).collect();
     !minimal_patch(confirmed, desired, &managed).is_empty()
+}
+
+/// `doc` as it would be sent if nothing more resolved: placeholders left out.
+fn without_placeholders(doc: &serde_json::Value) -> serde_json::Value {
+    let mut doc = doc.clone();
+    resolve_references(&mut doc, &|_| None, true);
+    doc
 }
 
 impl SyncContext {
@@ -45,6 +52,7 @@ impl SyncContext {
             ),
             None => None,
         };
+        let started = std::time::Instant::now();
         let total = self.store.pending_sync_count().await?;
         let mut after = String::new();
         let mut synced = 0u64;
@@ -68,45 +76,63 @@ impl SyncContext {
                 .map(|dn| dn.normalized().to_owned())
                 .collect();
             let cloud_ids = self.store.cloud_ids_for(&referenced).await?;
+            let guids: Vec<String> = batch.iter().map(|o| o.guid.to_string()).collect();
+            let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
+            let joined = self.store.cloud_objects_for(&guid_refs).await?;
+            let mut without_errors = Vec::with_capacity(batch.len());
             let mut tx = self.store.begin().await?;
-            for (object, projection) in batch.iter().zip(projected) {
-                self.sync_object(&mut tx, object, projection, &cloud_ids, counts)
-                    .await?;
+            for ((object, projection), guid) in batch.iter().zip(projected).zip(&guid_refs) {
+                let joined = joined.get(*guid);
+                if self
+                    .sync_object(&mut tx, object, projection, &cloud_ids, joined, counts)
+                    .await?
+                {
+                    without_errors.push(*guid);
+                }
             }
+            tx.clear_errors(&without_errors).await?;
+            tx.clear_pending(&guid_refs).await?;
             tx.commit().await?;
             let step = batch.len() as u64;
             synced += step;
             self.progress
                 .step("sync", synced, step, Some(total.max(synced)));
         }
+        tracing::info!(
+            objects = synced,
+            ms = started.elapsed().as_millis() as u64,
+            "synchronization done"
+        );
         Ok(())
     }
 
+    /// Syncs one object of a batch; true when it went through, so its earlier errors are
+    /// cleared (the caller does that, and marks the batch synchronized, in one statement each).
     async fn sync_object(
         &self,
         tx: &mut Tx,
         object: &AdObject,
         projection: Result<Disposition, String>,
         cloud_ids: &HashMap<String, String>,
+        joined: Option<&CloudObject>,
         counts: &mut RunCounts,
-    ) -> Result<(), SyncError> {
+    ) -> Result<bool, SyncError> {
         let guid = object.guid.to_string();
         let dn = object.dn.to_string();
-        let joined = self.store.cloud_object(&guid).await?;
         match projection {
             Err(message) => {
                 counts.errors += 1;
                 tracing::warn!(%dn, %message, "object not synchronized");
                 tx.set_error(&guid, &dn, "sync", &message, self.now())
                     .await?;
+                return Ok(false);
             }
             Ok(Disposition::InScope(projection)) => {
                 let rendered = render(&projection, self.dialect, &|target: &Dn| {
                     cloud_ids.get(target.normalized()).cloned()
                 });
-                self.stage_export(tx, &guid, &dn, &projection, rendered, joined.as_ref())
+                self.stage_export(tx, &guid, &dn, &projection, rendered, joined)
                     .await?;
-                tx.clear_error(&guid).await?;
             }
             Ok(Disposition::OutOfScope(why)) => {
                 tx.forget_metaverse(&guid).await?;
@@ -118,7 +144,7 @@ impl SyncContext {
                             dn,
                             kind: cloud.kind,
                             action: ExportAction::Deprovision,
-                            anchor: cloud.anchor,
+                            anchor: cloud.anchor.clone(),
                             doc: json!({}),
                             join: Vec::new(),
                             unresolved: false,
@@ -132,11 +158,9 @@ impl SyncContext {
                         }
                     }
                 }
-                tx.clear_error(&guid).await?;
             }
         }
-        tx.clear_pending(&guid).await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn stage_export(
@@ -159,7 +183,9 @@ impl SyncContext {
             .await?;
         let action = match joined {
             None => ExportAction::Provision,
-            Some(c) if differs(&c.doc, &rendered.doc) => ExportAction::Update,
+            Some(c) if differs(&c.doc, &without_placeholders(&rendered.doc)) => {
+                ExportAction::Update
+            }
             Some(_) => {
                 tx.delete_pending_export(guid).await?;
                 return Ok(());

@@ -304,6 +304,24 @@ impl AdConnector {
         Ok((entries, errors))
     }
 
+    /// The DC's `highestCommittedUSN` (rootDSE): it moves with every write the DC commits, and
+    /// reading it costs the DC nothing, unlike a DirSync pass (Samba 4.17 answers that by
+    /// scanning the naming context: about 13 s at 100,000 users).
+    pub async fn highest_committed_usn(&mut self) -> Result<u64, AdError> {
+        const OP: &str = "rootDSE read";
+        let attrs = ["highestCommittedUSN".to_string()];
+        let (raws, _) = self
+            .search_once(OP, "", Scope::Base, "(objectClass=*)", &attrs, Vec::new())
+            .await?;
+        raws.into_iter()
+            .flatten()
+            .flat_map(|raw| raw.attrs)
+            .find(|(name, _)| name.eq_ignore_ascii_case("highestCommittedUSN"))
+            .and_then(|(_, values)| values.into_iter().next())
+            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok())
+            .ok_or_else(|| protocol(OP, "", "no highestCommittedUSN in the rootDSE"))
+    }
+
     /// A DirSync cookie for "now" over the naming context `base`, without reading objects.
     ///
     /// The pass matches no object (an objectGUID no object has, answered from the index), and

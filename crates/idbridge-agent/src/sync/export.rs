@@ -54,8 +54,9 @@ pub(crate) struct ExportPass {
     pub failed: HashSet<String>,
     /// Objects joined to a cloud object in this run (guid, DN).
     pub joined: Vec<(String, String)>,
-    /// Exports the last call held back because their references do not resolve yet.
-    pub held: usize,
+    /// Exports the last call held back because their references do not resolve yet; the next
+    /// call starts from them (nothing else changes the pending exports between two waves).
+    pub held: Vec<PendingExport>,
 }
 
 /// Why an export of one object failed, in words for `idbridge sync errors`.
@@ -113,14 +114,17 @@ impl SyncContext {
 
     /// Sends the pending exports, except those of objects that already failed in this run
     /// (`pass.failed`) and, with `hold_unresolved`, those whose references do not all resolve
-    /// yet (counted in `pass.held`); records failures and new joins in `pass`.
+    /// yet (kept in `pass.held`); records failures and new joins in `pass`.
     pub(crate) async fn export(
         &self,
         counts: &mut RunCounts,
         pass: &mut ExportPass,
         hold_unresolved: bool,
     ) -> Result<Outcome, SyncError> {
-        let mut pending = self.store.pending_exports().await?;
+        let mut pending = match std::mem::take(&mut pass.held) {
+            held if !held.is_empty() => held,
+            _ => self.store.pending_exports().await?,
+        };
         pending.retain(|p| !pass.failed.contains(&p.guid));
         if self.staging {
             return Ok(Outcome::Held(format!(
@@ -131,9 +135,8 @@ impl SyncContext {
         let completed = self
             .resolve_pending_references(&mut pending, !hold_unresolved)
             .await?;
-        let all = pending.len();
-        pending.retain(|p| !p.unresolved);
-        pass.held = all - pending.len();
+        let (held, pending): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| p.unresolved);
+        pass.held = held;
         if pending.is_empty() {
             return Ok(Outcome::Done);
         }
@@ -225,7 +228,7 @@ impl SyncContext {
         tx.commit().await?;
         tracing::info!(
             objects = sent,
-            held = pass.held,
+            held = pass.held.len(),
             ms = started.elapsed().as_millis() as u64,
             "export done"
         );

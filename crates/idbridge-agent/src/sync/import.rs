@@ -43,6 +43,15 @@ fn to_object(entry: AdEntry) -> AdObject {
     object
 }
 
+/// The delta import's connection, kept between polls; the DC's `highestCommittedUSN` when the
+/// last pass started, and the cookie that pass returned.
+#[derive(Debug)]
+pub(crate) struct DeltaConnection {
+    connection: AdConnector,
+    usn: u64,
+    cookie: Vec<u8>,
+}
+
 impl SyncContext {
     /// Renames and moves are counted for the synced OUs only; the rest of the domain is noise.
     fn is_rename_in_scope(&self, old: &Dn, new: &Dn) -> bool {
@@ -83,18 +92,33 @@ impl SyncContext {
         Ok((cookie, entries, errors))
     }
 
-    /// One DirSync pass on the kept connection; a failed pass drops it, so the retry connects
-    /// again.
+    /// One DirSync pass on the kept connection, unless nothing can have changed: the DC
+    /// committed nothing since the last pass (its `highestCommittedUSN` did not move) and that
+    /// pass's cookie is the one stored (its changes were applied). An idle poll then costs the
+    /// DC one rootDSE read. A failed pass drops the connection, so the retry connects again.
     async fn read_changes(&self, cookie: &[u8]) -> Result<DirSyncBatch, AdError> {
         let mut kept = self.delta_connection.lock().await;
-        let mut ad = match kept.take() {
-            Some(ad) => ad,
-            None => AdConnector::connect(&self.ad).await?,
+        let (mut ad, last) = match kept.take() {
+            Some(kept) => (kept.connection, Some((kept.usn, kept.cookie))),
+            None => (AdConnector::connect(&self.ad).await?, None),
         };
-        let batch = ad
-            .dirsync(&self.base_dn, IMPORT_FILTER, &import_attributes(), cookie)
-            .await?;
-        *kept = Some(ad);
+        // Read before the pass: a write committed during the pass moves it again.
+        let usn = ad.highest_committed_usn().await?;
+        let batch = match last {
+            Some((seen, after)) if seen == usn && after == cookie => DirSyncBatch {
+                cookie: cookie.to_vec(),
+                ..DirSyncBatch::default()
+            },
+            _ => {
+                ad.dirsync(&self.base_dn, IMPORT_FILTER, &import_attributes(), cookie)
+                    .await?
+            }
+        };
+        *kept = Some(DeltaConnection {
+            connection: ad,
+            usn,
+            cookie: batch.cookie.clone(),
+        });
         Ok(batch)
     }
 

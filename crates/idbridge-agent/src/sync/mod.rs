@@ -110,7 +110,7 @@ pub struct SyncContext {
     password_changed: Option<Arc<dyn Fn() + Send + Sync>>,
     /// The delta import's connection, kept between polls: an idle poll is then one search,
     /// not a TLS handshake and a bind.
-    delta_connection: tokio::sync::Mutex<Option<idbridge_ad::AdConnector>>,
+    delta_connection: tokio::sync::Mutex<Option<import::DeltaConnection>>,
 }
 
 fn parse_dns(what: &str, list: &[String]) -> Result<Vec<Dn>, SyncError> {
@@ -347,10 +347,11 @@ impl SyncContext {
                 return Ok(outcome);
             }
             // Stop when a wave resolved nothing: waiting cannot help.
-            if pass.held == 0 || pass.held >= held_before {
+            let held = pass.held.len();
+            if held == 0 || held >= held_before {
                 break;
             }
-            held_before = pass.held;
+            held_before = held;
         }
         let mut outcome = self.export(counts, &mut pass, false).await?;
         if matches!(outcome, Outcome::Done) && !pass.joined.is_empty() {

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 const SYNC_EXT: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+const SYNC_CONTACT: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact";
 
 async fn cycle(sync: &SyncContext) -> RunReport {
     let report = sync.run(Profile::Cycle).await.unwrap();
@@ -393,6 +394,140 @@ async fn ad_changes_reach_the_cloud_postgres() {
     let db = TestDatabase::create("agent_sync").await.unwrap();
     scenario(Some(db.url().to_owned())).await;
     db.drop_database().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_reach_the_cloud_as_contacts() {
+    let lab = Lab::load().unwrap();
+    let mut test_ou = lab.test_ou("contacts").await.unwrap();
+    let cloud = TestCloud::start("contacts").await;
+    let realm = lab.ad.realm.to_lowercase();
+    let mut ad = Ad {
+        ou: &mut test_ou,
+        realm,
+    };
+    let ou = ad.ou.dn.clone();
+    let suffix = &idbridge_testkit::unique_suffix()[..6];
+    let partner = ad
+        .add_contact(
+            &ou,
+            &format!("Pat Partner {suffix}"),
+            &[
+                ("givenName", "Pat"),
+                ("sn", "Partner"),
+                ("mail", &format!("pat.{suffix}@partner.example")),
+                ("company", "Partner Ltd"),
+                (
+                    "proxyAddresses",
+                    &format!("SMTP:pat.{suffix}@partner.example"),
+                ),
+            ],
+        )
+        .await;
+    let no_mail = ad
+        .add_contact(&ou, &format!("No Mail {suffix}"), &[("company", "X")])
+        .await;
+    let user = ad.add_user(&ou, &format!("cuser{suffix}"), &[]).await;
+    ad.add_group(
+        &ou,
+        &format!("partners{suffix}"),
+        &[&partner, &user, &no_mail],
+    )
+    .await;
+    let config = cloud.agent_config(&lab, &format!("[sync]\ninclude_ous = [\"{ou}\"]\n"));
+    let sync = SyncContext::open(&config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+
+    let first = cycle(&sync).await;
+    let errors = sync.errors().await.unwrap();
+    assert_eq!(
+        (first.counts.adds, first.counts.errors),
+        (3, 0),
+        "{first:?} {errors:?}"
+    );
+    let contacts = cloud.scim_get("/Contacts").await;
+    assert_eq!(
+        contacts["totalResults"], 1,
+        "the contact without mail stays home: {contacts}"
+    );
+    let pat = &contacts["Resources"][0];
+    assert_eq!(
+        pat["displayName"], "Pat Partner",
+        "given name and surname, as for users"
+    );
+    assert_eq!(pat["name"]["familyName"], "Partner");
+    assert_eq!(pat["companyName"], "Partner Ltd");
+    assert_eq!(
+        pat["emails"][0]["value"],
+        format!("pat.{suffix}@partner.example")
+    );
+    assert_eq!(pat[SYNC_CONTACT]["source"], "on_premises");
+    assert_eq!(
+        pat[SYNC_CONTACT]["onPremisesDistinguishedName"],
+        partner.as_str()
+    );
+    assert_eq!(
+        pat[SYNC_CONTACT]["proxyAddresses"],
+        json!([format!("SMTP:pat.{suffix}@partner.example")])
+    );
+    let pat_id = pat["id"].as_str().unwrap().to_owned();
+    let user_id = cloud
+        .user_by_name(&ad.upn(&format!("cuser{suffix}")))
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let groups = cloud.scim_get("/Groups").await;
+    let members: HashSet<&str> = groups["Resources"][0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, HashSet::from([pat_id.as_str(), user_id.as_str()]));
+    let why = sync.preview_object(&no_mail).await.unwrap();
+    assert_eq!(why.scope, "no sync rule applies", "{why:?}");
+
+    // A change and a rename flow as such; deleting the renamed contact takes it out of the
+    // group too (AD rewrites and drops the group's link silently: DirSync reports no change
+    // of the group, the agent follows the link itself).
+    ad.replace(&partner, "title", "Account Lead").await;
+    let partner = ad
+        .move_to(&partner, &format!("CN=Pat Partner-Smith {suffix}"), &ou)
+        .await;
+    let changed = cycle(&sync).await;
+    assert_eq!(
+        (changed.counts.updates, changed.counts.renames),
+        (1, 1),
+        "{changed:?}"
+    );
+    let pat_now = cloud.scim_get(&format!("/Contacts/{pat_id}")).await;
+    assert_eq!(pat_now["title"], "Account Lead");
+    assert_eq!(
+        pat_now[SYNC_CONTACT]["onPremisesDistinguishedName"],
+        partner.as_str()
+    );
+    ad.delete(&partner).await;
+    let gone = cycle(&sync).await;
+    assert_eq!(gone.counts.deletes, 1, "{gone:?}");
+    let r = cloud
+        .http
+        .get(format!("{}/scim/v2/Contacts/{pat_id}", cloud.url))
+        .bearer_auth(cloud.admin_token.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let group_now = cloud.scim_get("/Groups").await;
+    let members: Vec<&str> = group_now["Resources"][0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, [user_id.as_str()], "{group_now}");
 }
 
 #[tokio::test]

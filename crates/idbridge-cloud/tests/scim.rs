@@ -13,6 +13,8 @@ const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const SYNC: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
 const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const CONTACT: &str = "urn:idbridge:params:scim:schemas:core:2.0:Contact";
+const SYNC_CONTACT: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact";
 
 fn user(name: &str) -> Value {
     json!({"schemas": [USER], "userName": name})
@@ -591,10 +593,138 @@ async fn on_premises_objects_belong_to_the_sync_agent(backend: Backend) {
     c.stop().await;
 }
 
+async fn contacts(backend: Backend) {
+    let c = TestCloud::start(backend, "scim_contacts").await;
+    let a = Some(c.admin.as_str());
+    let types = c
+        .call(Method::GET, "/scim/v2/ResourceTypes/Contact", a, None)
+        .await;
+    assert_eq!(types.body["endpoint"], "/Contacts", "{}", types.body);
+    let anchor = "BwcHBwcHBwcHBwcHBwcHBw==";
+    let synced = c
+        .call(
+            Method::POST,
+            "/scim/v2/Contacts",
+            Some(&c.sync),
+            Some(json!({
+                "schemas": [CONTACT, SYNC_CONTACT],
+                "displayName": "Lab Contact",
+                "emails": [{"type": "work", "value": "contact@example.invalid"}],
+                "companyName": "Example Ltd",
+                SYNC_CONTACT: {"source": "on_premises", "immutableId": anchor,
+                               "onPremisesDistinguishedName": "CN=Lab Contact,OU=Staff,DC=lab"}
+            })),
+        )
+        .await;
+    assert_eq!(synced.status, StatusCode::CREATED, "{}", synced.body);
+    assert_eq!(synced.body["meta"]["resourceType"], "Contact");
+    let id = synced.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        synced.headers["location"].to_str().unwrap(),
+        format!("{}/scim/v2/Contacts/{id}", c.base)
+    );
+    // The agent's hard match: by anchor, through the index.
+    let found = c
+        .call(
+            Method::GET,
+            &format!("/scim/v2/Contacts?filter={SYNC_CONTACT}:immutableId%20eq%20%22{anchor}%22"),
+            a,
+            None,
+        )
+        .await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+    assert_eq!(found.body["Resources"][0]["id"], id.as_str());
+    // Contacts are not users: no userName, no password, and no sign-in.
+    let r = c
+        .call(
+            Method::POST,
+            "/scim/v2/Contacts",
+            a,
+            Some(json!({"schemas": [CONTACT], "displayName": "x", "password": "Secr3t-pw!"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("password"));
+    let r = c
+        .call(
+            Method::POST,
+            "/scim/v2/Contacts",
+            a,
+            Some(json!({"schemas": [CONTACT]})),
+        )
+        .await;
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("displayName"),
+        "{}",
+        r.body
+    );
+    let users = c.call(Method::GET, "/scim/v2/Users", a, None).await;
+    assert_eq!(
+        users.body["totalResults"], 0,
+        "contacts are not listed as users"
+    );
+    // Mastered on premises: the admin cannot edit it; a group may hold it as a member.
+    let edit = patch(json!([{"op": "replace", "path": "title", "value": "CEO"}]));
+    let r = c
+        .call(
+            Method::PATCH,
+            &format!("/scim/v2/Contacts/{id}"),
+            a,
+            Some(edit),
+        )
+        .await;
+    assert_eq!(r.body["scimType"], "mutability", "{}", r.body);
+    let g = c
+        .call(
+            Method::POST,
+            "/scim/v2/Groups",
+            a,
+            Some(json!({"schemas": [GROUP], "displayName": "Partners",
+                        "members": [{"value": id, "type": "Contact"}]})),
+        )
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.body);
+    // Deleted by the agent: soft-deleted, listed among deleted contacts, restorable.
+    let r = c
+        .call(
+            Method::DELETE,
+            &format!("/scim/v2/Contacts/{id}"),
+            Some(&c.sync),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let deleted = c
+        .call(Method::GET, "/api/v1/deleted-contacts", a, None)
+        .await;
+    assert_eq!(
+        deleted.body["contacts"][0]["id"],
+        id.as_str(),
+        "{}",
+        deleted.body
+    );
+    let gone = c
+        .call(Method::GET, &format!("/scim/v2/Contacts/{id}"), a, None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let restored = c
+        .call(
+            Method::POST,
+            &format!("/api/v1/deleted-contacts/{id}/restore"),
+            a,
+            None,
+        )
+        .await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.body);
+    assert_eq!(restored.body["displayName"], "Lab Contact");
+    c.stop().await;
+}
+
 on_both_backends!(
     user_lifecycle,
     filters_sorting_paging_projection,
     groups_and_bulk,
     bad_input_and_access,
     on_premises_objects_belong_to_the_sync_agent,
+    contacts,
 );

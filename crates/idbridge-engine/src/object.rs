@@ -1,6 +1,6 @@
 //! Connector-space objects: what the engine knows of an AD object, and its stored form.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -24,6 +24,19 @@ pub struct AdObject {
     pub deleted: bool,
 }
 
+/// Linked attributes (MS-ADTS 3.1.1.1.6) the rules read: AD itself removes a value when its
+/// target is deleted and rewrites it when the target is renamed, and DirSync reports neither
+/// as a change of the object holding the link.
+pub const LINKED_ATTRIBUTES: &[&str] = &["member", "manager", "managedBy"];
+
+fn link_target(value: &Value) -> Option<Dn> {
+    match value {
+        Value::Str(s) => Dn::parse(s).ok(),
+        Value::Ref(dn) => Some(dn.clone()),
+        _ => None,
+    }
+}
+
 fn distinguished_name() -> AttrName {
     AttrName::from("distinguishedName")
 }
@@ -40,6 +53,48 @@ impl AdObject {
         self.attrs.extend(delta.attrs);
         self.attrs
             .insert(distinguished_name(), vec![Value::Str(self.dn.to_string())]);
+    }
+
+    /// The normalized DNs this object links to (see [`LINKED_ATTRIBUTES`]); none once deleted,
+    /// as AD drops a deleted object's links.
+    pub fn link_targets(&self) -> BTreeSet<String> {
+        if self.deleted {
+            return BTreeSet::new();
+        }
+        LINKED_ATTRIBUTES
+            .iter()
+            .filter_map(|name| self.attrs.get(&AttrName::from(*name)))
+            .flatten()
+            .filter_map(link_target)
+            .map(|dn| dn.normalized().to_owned())
+            .collect()
+    }
+
+    /// Does to this object's links what AD does, without reporting it to DirSync, when the
+    /// target `old` is renamed or moved to `new` (`Some`) or deleted (`None`). Returns whether
+    /// anything changed.
+    pub fn retarget_links(&mut self, old: &Dn, new: Option<&Dn>) -> bool {
+        let mut changed = false;
+        for name in LINKED_ATTRIBUTES {
+            let Some(values) = self.attrs.get_mut(&AttrName::from(*name)) else {
+                continue;
+            };
+            let before = values.len();
+            let targets_old =
+                |v: &Value| link_target(v).is_some_and(|dn| dn.normalized() == old.normalized());
+            match new {
+                Some(new) => values.iter_mut().filter(|v| targets_old(v)).for_each(|v| {
+                    *v = Value::Str(new.to_string());
+                    changed = true;
+                }),
+                None => values.retain(|v| !targets_old(v)),
+            }
+            changed |= values.len() != before;
+            if values.is_empty() {
+                self.attrs.remove(&AttrName::from(*name));
+            }
+        }
+        changed
     }
 
     /// The stored form of the attributes; see [`encode_values`].
@@ -203,5 +258,47 @@ mod tests {
             held.attrs[&AttrName::from("distinguishedName")],
             [Value::Str("CN=Jack2,OU=Staff,DC=lab".into())]
         );
+    }
+
+    #[test]
+    fn links_follow_renames_and_deletions_of_their_targets() {
+        let s = |v: &str| Value::Str(v.into());
+        let mut group = object(
+            "CN=Team,OU=Staff,DC=lab",
+            &[("member", s("CN=Ann,OU=Staff,DC=lab")), ("cn", s("Team"))],
+        );
+        group
+            .attrs
+            .get_mut(&AttrName::from("member"))
+            .unwrap()
+            .push(s("cn=bob,ou=staff,dc=lab"));
+        assert_eq!(
+            group.link_targets(),
+            BTreeSet::from([
+                Dn::parse("CN=Ann,OU=Staff,DC=lab")
+                    .unwrap()
+                    .normalized()
+                    .to_owned(),
+                Dn::parse("CN=Bob,OU=Staff,DC=lab")
+                    .unwrap()
+                    .normalized()
+                    .to_owned(),
+            ])
+        );
+        let bob = Dn::parse("CN=Bob,OU=Staff,DC=lab").unwrap();
+        let robert = Dn::parse("CN=Robert,OU=Staff,DC=lab").unwrap();
+        assert!(group.retarget_links(&bob, Some(&robert)));
+        assert_eq!(
+            group.attrs[&AttrName::from("member")],
+            [s("CN=Ann,OU=Staff,DC=lab"), s("CN=Robert,OU=Staff,DC=lab")]
+        );
+        let ann = Dn::parse("CN=Ann,OU=Staff,DC=lab").unwrap();
+        assert!(group.retarget_links(&ann, None));
+        assert!(!group.retarget_links(&ann, None), "nothing left to change");
+        assert!(group.retarget_links(&robert, None));
+        assert!(!group.attrs.contains_key(&AttrName::from("member")));
+        assert_eq!(group.attrs[&AttrName::from("cn")], [s("Team")]);
+        group.deleted = true;
+        assert!(group.link_targets().is_empty());
     }
 }

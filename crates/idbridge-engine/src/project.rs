@@ -17,12 +17,16 @@ const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const SYNC_USER_SCHEMA: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
 const SYNC_GROUP_SCHEMA: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:Group";
+const CONTACT_SCHEMA: &str = "urn:idbridge:params:scim:schemas:core:2.0:Contact";
+const SYNC_CONTACT_SCHEMA: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact";
 
 /// The SCIM resource type a metaverse object exports to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CloudKind {
     User,
     Group,
+    /// An idbridge extension resource type: RFC 7643 defines none for contacts.
+    Contact,
 }
 
 impl CloudKind {
@@ -30,11 +34,12 @@ impl CloudKind {
         match self {
             CloudKind::User => "User",
             CloudKind::Group => "Group",
+            CloudKind::Contact => "Contact",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
-        [CloudKind::User, CloudKind::Group]
+        [CloudKind::User, CloudKind::Group, CloudKind::Contact]
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(name))
     }
@@ -44,6 +49,7 @@ impl CloudKind {
         match self {
             CloudKind::User => SYNC_USER_SCHEMA,
             CloudKind::Group => SYNC_GROUP_SCHEMA,
+            CloudKind::Contact => SYNC_CONTACT_SCHEMA,
         }
     }
 
@@ -51,6 +57,7 @@ impl CloudKind {
         match self {
             CloudKind::User => USER_SCHEMA,
             CloudKind::Group => GROUP_SCHEMA,
+            CloudKind::Contact => CONTACT_SCHEMA,
         }
     }
 }
@@ -94,19 +101,26 @@ impl ScimDialect {
         holder?.as_str().map(str::to_owned)
     }
 
+    /// Whether servers of this dialect have a resource type for `kind`.
+    pub fn offers(self, kind: CloudKind) -> bool {
+        self == ScimDialect::Idbridge || kind != CloudKind::Contact
+    }
+
     /// Whether a cloud attribute path exists in this dialect.
     fn carries(self, kind: CloudKind, path: &str) -> bool {
         self == ScimDialect::Idbridge || !path.starts_with(kind.sync_schema())
     }
 }
 
-/// Which AD objects are synced: OU include/exclude lists, an optional LDAP filter and an
-/// optional pilot group (only its direct members are synced).
+/// Which AD objects are synced: OU include/exclude lists, an optional LDAP filter, an
+/// optional pilot group (only its direct members are synced), and the resource types the
+/// export target has.
 #[derive(Clone, Debug, Default)]
 pub struct SyncScope {
     pub ous: OuScope,
     pub filter: Option<LdapFilter>,
     pub pilot_group: Option<Dn>,
+    pub dialect: ScimDialect,
 }
 
 /// Why an object is not (or no longer) synced, in words for `sync preview` and the run log.
@@ -117,6 +131,8 @@ pub enum OutOfScope {
     FilteredOut,
     NotInPilotGroup,
     NoRule,
+    /// The rules make a resource type the export target does not have.
+    NotOffered(CloudKind),
 }
 
 impl std::fmt::Display for OutOfScope {
@@ -127,6 +143,13 @@ impl std::fmt::Display for OutOfScope {
             OutOfScope::FilteredOut => "excluded by the scope filter",
             OutOfScope::NotInPilotGroup => "not a member of the pilot group",
             OutOfScope::NoRule => "no sync rule applies",
+            OutOfScope::NotOffered(kind) => {
+                return write!(
+                    f,
+                    "the export target has no {} resource type (sync.scim_dialect = \"core\")",
+                    kind.name()
+                )
+            }
         })
     }
 }
@@ -226,6 +249,9 @@ pub fn project(
     let Some(kind) = cloud.to.as_deref().and_then(CloudKind::parse) else {
         return out(OutOfScope::NoRule);
     };
+    if !scope.dialect.offers(kind) {
+        return out(OutOfScope::NotOffered(kind));
+    }
     let anchor = match metaverse
         .get(&AttrName::from("sourceAnchor"))
         .and_then(|v| v.first())
@@ -599,6 +625,65 @@ mod tests {
         assert_eq!(
             d["schemas"],
             json!([USER_SCHEMA, ENTERPRISE_SCHEMA, SYNC_USER_SCHEMA])
+        );
+    }
+
+    fn contact(mail: Option<&str>) -> AdObject {
+        let s = |v: &str| vec![Value::Str(v.into())];
+        let dn = "CN=Lab Contact,OU=Staff,DC=lab";
+        let mut attrs: Attributes = [
+            ("cn", s("Lab Contact")),
+            ("company", s("Example Ltd")),
+            ("objectGUID", vec![Value::Bytes(vec![7; 16])]),
+            ("distinguishedName", s(dn)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (AttrName::from(k), v))
+        .collect();
+        if let Some(mail) = mail {
+            attrs.insert(AttrName::from("mail"), s(mail));
+        }
+        AdObject {
+            guid: ObjectGuid::from_bytes(&[7; 16]).unwrap(),
+            dn: Dn::parse(dn).unwrap(),
+            class: "contact".into(),
+            attrs,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn a_contact_with_mail_renders_as_a_cloud_contact() {
+        let p = projected(&contact(Some("c@example.invalid")));
+        assert_eq!(p.kind, CloudKind::Contact);
+        assert_eq!(p.anchor, B64.encode([7u8; 16]));
+        let r = render(&p, ScimDialect::Idbridge, &|_: &Dn| None);
+        let d = &r.doc;
+        assert_eq!(d["schemas"], json!([CONTACT_SCHEMA, SYNC_CONTACT_SCHEMA]));
+        assert_eq!(d["displayName"], "Lab Contact");
+        assert_eq!(d["companyName"], "Example Ltd");
+        assert_eq!(d["emails"][0]["value"], "c@example.invalid");
+        assert_eq!(d[SYNC_CONTACT_SCHEMA]["immutableId"], p.anchor.as_str());
+        assert_eq!(d[SYNC_CONTACT_SCHEMA]["source"], "on_premises");
+    }
+
+    #[test]
+    fn contacts_without_mail_or_without_a_target_type_are_out_of_scope() {
+        let rules = RuleSet::default_rules().unwrap();
+        let no_mail = project(&rules, &staff_scope(), &contact(None), None).unwrap();
+        assert_eq!(no_mail, Disposition::OutOfScope(OutOfScope::NoRule));
+        let core = SyncScope {
+            dialect: ScimDialect::Core,
+            ..staff_scope()
+        };
+        let to_core = project(&rules, &core, &contact(Some("c@x.invalid")), None).unwrap();
+        let Disposition::OutOfScope(why) = to_core else {
+            panic!("expected out of scope, got {to_core:?}");
+        };
+        assert_eq!(why, OutOfScope::NotOffered(CloudKind::Contact));
+        assert!(
+            why.to_string().contains("no Contact resource type"),
+            "{why}"
         );
     }
 

@@ -238,6 +238,8 @@ pub const METAVERSE: &[AttrDef] = &[
 /// Cloud (SCIM) attribute paths: targets of outbound rules.
 pub const CLOUD: &[AttrDef] = &[
     one("active", Bool),
+    one("companyName", Text),
+    one("department", Text),
     one("displayName", Text),
     one("emails[type eq \"work\"].value", Text),
     one("externalId", Text),
@@ -262,6 +264,18 @@ pub const CLOUD: &[AttrDef] = &[
     ),
     one(
         "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:organization",
+        Text,
+    ),
+    one(
+        "urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact:immutableId",
+        Text,
+    ),
+    one(
+        "urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact:onPremisesDistinguishedName",
+        Text,
+    ),
+    many(
+        "urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact:proxyAddresses",
         Text,
     ),
     one(

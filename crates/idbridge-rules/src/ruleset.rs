@@ -18,9 +18,9 @@ use crate::value::{AttributeSource, Ty, Type, Value};
 pub const MAX_FILE_LEN: usize = 1024 * 1024;
 
 /// Metaverse object types.
-const METAVERSE_TYPES: &[&str] = &["person", "group"];
+const METAVERSE_TYPES: &[&str] = &["person", "group", "contact"];
 /// Cloud (SCIM) resource types.
-const CLOUD_TYPES: &[&str] = &["User", "Group"];
+const CLOUD_TYPES: &[&str] = &["User", "Group", "Contact"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

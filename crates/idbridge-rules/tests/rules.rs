@@ -107,7 +107,7 @@ to = "group"
         errors(text),
         [
             "rules.toml:1:11: unsupported version 2, expected 1",
-            r#"rules.toml:6:6: unknown object type "persn", expected one of: person, group"#,
+            r#"rules.toml:6:6: unknown object type "persn", expected one of: person, group, contact"#,
             "rules.toml:7:10: scope condition needs bool, but the expression is int",
             r#"rules.toml:11:14: precedence 1 is already used by inbound rule "a""#,
         ]

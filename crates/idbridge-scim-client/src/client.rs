@@ -62,6 +62,7 @@ impl ScimClientError {
 pub enum ResourceType {
     User,
     Group,
+    Contact,
 }
 
 impl ResourceType {
@@ -69,6 +70,7 @@ impl ResourceType {
         match self {
             Self::User => "Users",
             Self::Group => "Groups",
+            Self::Contact => "Contacts",
         }
     }
 }

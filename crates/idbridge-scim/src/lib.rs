@@ -33,7 +33,7 @@ pub use projection::project;
 pub use schema::{
     resource_types_json, schemas_json, service_provider_config_json, AttrType, AttributeDef,
     Mutability, ResourceKind, Returned, Schema, Uniqueness, BULK_REQUEST, BULK_RESPONSE,
-    ENTERPRISE_USER_SCHEMA, ERROR, GROUP_SCHEMA, LIST_RESPONSE, PATCH_OP, SEARCH_REQUEST,
-    SYNC_GROUP_SCHEMA, SYNC_USER_SCHEMA, USER_SCHEMA,
+    CONTACT_SCHEMA, ENTERPRISE_USER_SCHEMA, ERROR, GROUP_SCHEMA, LIST_RESPONSE, PATCH_OP,
+    SEARCH_REQUEST, SYNC_CONTACT_SCHEMA, SYNC_GROUP_SCHEMA, SYNC_USER_SCHEMA, USER_SCHEMA,
 };
 pub use validate::{take_password, validate_resource};

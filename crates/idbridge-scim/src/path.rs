@@ -5,18 +5,20 @@ use std::fmt;
 use crate::error::{ScimError, ScimType};
 use crate::filter::Filter;
 use crate::schema::{
-    ResourceKind, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SYNC_GROUP_SCHEMA, SYNC_USER_SCHEMA,
-    USER_SCHEMA,
+    ResourceKind, CONTACT_SCHEMA, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SYNC_CONTACT_SCHEMA,
+    SYNC_GROUP_SCHEMA, SYNC_USER_SCHEMA, USER_SCHEMA,
 };
 use crate::value::{schema_for_urn, Resolved, SchemaRef};
 
 /// URNs recognised as a path prefix even though they contain `.` and `:` themselves.
-const KNOWN_URNS: [&str; 5] = [
+const KNOWN_URNS: [&str; 7] = [
     USER_SCHEMA,
     GROUP_SCHEMA,
+    CONTACT_SCHEMA,
     ENTERPRISE_USER_SCHEMA,
     SYNC_USER_SCHEMA,
     SYNC_GROUP_SCHEMA,
+    SYNC_CONTACT_SCHEMA,
 ];
 
 /// Which grammar a syntax error belongs to: decides the `scimType` and the wording.

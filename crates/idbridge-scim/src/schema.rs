@@ -11,6 +11,10 @@ pub const ENTERPRISE_USER_SCHEMA: &str =
     "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 pub const SYNC_USER_SCHEMA: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
 pub const SYNC_GROUP_SCHEMA: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:Group";
+/// RFC 7643 defines no contact; this server's own core schema for one (like a directory's
+/// mail contact: an address book entry that cannot sign in).
+pub const CONTACT_SCHEMA: &str = "urn:idbridge:params:scim:schemas:core:2.0:Contact";
+pub const SYNC_CONTACT_SCHEMA: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact";
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
@@ -277,6 +281,38 @@ static COMMON_ATTRIBUTES: [AttributeDef; 3] = [
     .mutability(ReadOnly),
 ];
 
+// Attributes users and contacts share.
+const NAME: AttributeDef = AttributeDef::complex(
+    "name",
+    &[
+        AttributeDef::string("formatted", "The full name, formatted for display."),
+        AttributeDef::string("familyName", "The family name."),
+        AttributeDef::string("givenName", "The given name."),
+        AttributeDef::string("middleName", "The middle name(s)."),
+        AttributeDef::string("honorificPrefix", "The honorific prefix(es), e.g. 'Ms.'."),
+        AttributeDef::string("honorificSuffix", "The honorific suffix(es), e.g. 'III'."),
+    ],
+    "The components of the person's real name.",
+);
+const EMAILS: AttributeDef = AttributeDef::complex(
+    "emails",
+    multi_valued_subs!(
+        AttributeDef::string("value", "An email address."),
+        ["work", "home", "other"]
+    ),
+    "Email addresses.",
+)
+.multi();
+const PHONE_NUMBERS: AttributeDef = AttributeDef::complex(
+    "phoneNumbers",
+    multi_valued_subs!(
+        AttributeDef::string("value", "A phone number."),
+        ["work", "home", "mobile", "fax", "pager", "other"]
+    ),
+    "Phone numbers.",
+)
+.multi();
+
 static USER_ATTRIBUTES: [AttributeDef; 21] = [
     AttributeDef::string(
         "userName",
@@ -284,18 +320,7 @@ static USER_ATTRIBUTES: [AttributeDef; 21] = [
     )
     .required()
     .unique(),
-    AttributeDef::complex(
-        "name",
-        &[
-            AttributeDef::string("formatted", "The full name, formatted for display."),
-            AttributeDef::string("familyName", "The family name."),
-            AttributeDef::string("givenName", "The given name."),
-            AttributeDef::string("middleName", "The middle name(s)."),
-            AttributeDef::string("honorificPrefix", "The honorific prefix(es), e.g. 'Ms.'."),
-            AttributeDef::string("honorificSuffix", "The honorific suffix(es), e.g. 'III'."),
-        ],
-        "The components of the user's real name.",
-    ),
+    NAME,
     AttributeDef::string("displayName", "The name of the User, suitable for display."),
     AttributeDef::string("nickName", "The casual way to address the user."),
     AttributeDef::reference(
@@ -319,24 +344,8 @@ static USER_ATTRIBUTES: [AttributeDef; 21] = [
         .case_exact()
         .mutability(WriteOnly)
         .returned(Returned::Never),
-    AttributeDef::complex(
-        "emails",
-        multi_valued_subs!(
-            AttributeDef::string("value", "An email address."),
-            ["work", "home", "other"]
-        ),
-        "Email addresses for the user.",
-    )
-    .multi(),
-    AttributeDef::complex(
-        "phoneNumbers",
-        multi_valued_subs!(
-            AttributeDef::string("value", "A phone number."),
-            ["work", "home", "mobile", "fax", "pager", "other"]
-        ),
-        "Phone numbers for the User.",
-    )
-    .multi(),
+    EMAILS,
+    PHONE_NUMBERS,
     AttributeDef::complex(
         "ims",
         multi_valued_subs!(
@@ -420,16 +429,34 @@ static GROUP_ATTRIBUTES: [AttributeDef; 2] = [
             AttributeDef::string("value", "The id of the member.")
                 .case_exact()
                 .mutability(Immutable),
-            AttributeDef::reference("$ref", &["User", "Group"], "The URI of the member.")
-                .mutability(Immutable),
+            AttributeDef::reference(
+                "$ref",
+                &["User", "Group", "Contact"],
+                "The URI of the member.",
+            )
+            .mutability(Immutable),
             AttributeDef::string("display", "The member's display name.").mutability(ReadOnly),
             AttributeDef::string("type", "The member's resource type.")
-                .canonical(&["User", "Group"])
+                .canonical(&["User", "Group", "Contact"])
                 .mutability(Immutable),
         ],
         "The members of the Group.",
     )
     .multi(),
+];
+
+static CONTACT_ATTRIBUTES: [AttributeDef; 7] = [
+    AttributeDef::string(
+        "displayName",
+        "The name of the Contact, suitable for display.",
+    )
+    .required(),
+    NAME,
+    EMAILS,
+    PHONE_NUMBERS,
+    AttributeDef::string("title", "The contact's job title."),
+    AttributeDef::string("department", "The contact's department."),
+    AttributeDef::string("companyName", "The contact's company."),
 ];
 
 static ENTERPRISE_USER_ATTRIBUTES: [AttributeDef; 6] = [
@@ -452,7 +479,7 @@ static ENTERPRISE_USER_ATTRIBUTES: [AttributeDef; 6] = [
     ),
 ];
 
-/// Attributes the sync agent maintains on synchronised objects, shared by users and groups.
+/// Attributes the sync agent maintains on synchronised objects of every kind.
 macro_rules! sync_attributes {
     ($($extra:expr),*) => {
         [
@@ -470,6 +497,12 @@ macro_rules! sync_attributes {
     };
 }
 
+const PROXY_ADDRESSES: AttributeDef = AttributeDef::string(
+    "proxyAddresses",
+    "The on-premises proxyAddresses (smtp:, SMTP:, ...).",
+)
+.multi();
+
 static SYNC_USER_ATTRIBUTES: [AttributeDef; 7] = sync_attributes!(
     AttributeDef::string(
         "licenses",
@@ -478,12 +511,10 @@ static SYNC_USER_ATTRIBUTES: [AttributeDef; 7] = sync_attributes!(
     .multi()
     .case_exact()
     .mutability(ReadOnly),
-    AttributeDef::string(
-        "proxyAddresses",
-        "The on-premises proxyAddresses (smtp:, SMTP:, ...)."
-    )
-    .multi()
+    PROXY_ADDRESSES
 );
+
+static SYNC_CONTACT_ATTRIBUTES: [AttributeDef; 6] = sync_attributes!(PROXY_ADDRESSES);
 
 static SYNC_GROUP_ATTRIBUTES: [AttributeDef; 7] = sync_attributes!(
     AttributeDef::string("description", "The on-premises group's description."),
@@ -526,18 +557,36 @@ static SYNC_GROUP: Schema = Schema {
     description: "idbridge hybrid-identity sync attributes of a Group",
     attributes: &SYNC_GROUP_ATTRIBUTES,
 };
+static CONTACT: Schema = Schema {
+    id: CONTACT_SCHEMA,
+    name: "Contact",
+    description: "Contact: an address book entry (a name and addresses) that cannot sign in",
+    attributes: &CONTACT_ATTRIBUTES,
+};
+static SYNC_CONTACT: Schema = Schema {
+    id: SYNC_CONTACT_SCHEMA,
+    name: "SyncContact",
+    description: "idbridge hybrid-identity sync attributes of a Contact",
+    attributes: &SYNC_CONTACT_ATTRIBUTES,
+};
 static USER_EXTENSIONS: [&Schema; 2] = [&ENTERPRISE_USER, &SYNC_USER];
 static GROUP_EXTENSIONS: [&Schema; 1] = [&SYNC_GROUP];
+static CONTACT_EXTENSIONS: [&Schema; 1] = [&SYNC_CONTACT];
 
 /// The resource types this server serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
     User,
     Group,
+    Contact,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 2] = [ResourceKind::User, ResourceKind::Group];
+    pub const ALL: [ResourceKind; 3] = [
+        ResourceKind::User,
+        ResourceKind::Group,
+        ResourceKind::Contact,
+    ];
 
     /// The resource type name (`meta.resourceType`).
     pub fn name(self) -> &'static str {
@@ -549,6 +598,7 @@ impl ResourceKind {
         match self {
             Self::User => "/Users",
             Self::Group => "/Groups",
+            Self::Contact => "/Contacts",
         }
     }
 
@@ -556,6 +606,7 @@ impl ResourceKind {
         match self {
             Self::User => &USER,
             Self::Group => &GROUP,
+            Self::Contact => &CONTACT,
         }
     }
 
@@ -563,6 +614,7 @@ impl ResourceKind {
         match self {
             Self::User => &USER_EXTENSIONS,
             Self::Group => &GROUP_EXTENSIONS,
+            Self::Contact => &CONTACT_EXTENSIONS,
         }
     }
 
@@ -608,10 +660,18 @@ impl ResourceKind {
 
 /// The `/Schemas` resources.
 pub fn schemas_json() -> Vec<Value> {
-    [&USER, &ENTERPRISE_USER, &SYNC_USER, &GROUP, &SYNC_GROUP]
-        .into_iter()
-        .map(Schema::to_json)
-        .collect()
+    [
+        &USER,
+        &ENTERPRISE_USER,
+        &SYNC_USER,
+        &GROUP,
+        &SYNC_GROUP,
+        &CONTACT,
+        &SYNC_CONTACT,
+    ]
+    .into_iter()
+    .map(Schema::to_json)
+    .collect()
 }
 
 /// The `/ResourceTypes` resources; `base_url` is the SCIM base (without trailing slash).
@@ -679,7 +739,7 @@ mod tests {
     #[test]
     fn schemas_document_password_as_write_only_never_returned() {
         let schemas = schemas_json();
-        assert_eq!(schemas.len(), 5);
+        assert_eq!(schemas.len(), 7);
         let user = schemas
             .iter()
             .find(|s| s.get("id") == Some(&json!(USER_SCHEMA)))
@@ -726,7 +786,10 @@ mod tests {
     #[test]
     fn resource_types_point_at_base_url_and_extensions() {
         let rts = resource_types_json("https://idp.example/scim/v2/");
-        assert_eq!(rts.len(), 2);
+        assert_eq!(rts.len(), 3);
+        let contact = rts.get(2).cloned().unwrap_or_default();
+        assert_eq!(contact.get("endpoint"), Some(&json!("/Contacts")));
+        assert_eq!(contact.get("schema"), Some(&json!(CONTACT_SCHEMA)));
         let user = rts.first().cloned().unwrap_or_default();
         assert_eq!(
             user.pointer("/meta/location"),

@@ -299,7 +299,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::schema::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SYNC_USER_SCHEMA, USER_SCHEMA};
+    use crate::schema::{
+        CONTACT_SCHEMA, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, SYNC_CONTACT_SCHEMA,
+        SYNC_USER_SCHEMA, USER_SCHEMA,
+    };
 
     fn err(kind: ResourceKind, body: Value) -> ScimError {
         validate_resource(kind, &body).unwrap_err()
@@ -438,5 +441,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v["emails"], json!([{"value": "a@b"}]));
+    }
+
+    #[test]
+    fn contacts_need_a_display_name_and_take_no_user_attributes() {
+        let e = err(
+            ResourceKind::Contact,
+            json!({"schemas": [CONTACT_SCHEMA], "emails": [{"value": "a@b"}]}),
+        );
+        assert!(e.detail.contains("displayName"), "{}", e.detail);
+        let e = err(
+            ResourceKind::Contact,
+            json!({"schemas": [CONTACT_SCHEMA], "displayName": "c", "password": "x"}),
+        );
+        assert!(e.detail.contains("password"), "{}", e.detail);
+        let v = validate_resource(
+            ResourceKind::Contact,
+            &json!({
+                "schemas": [CONTACT_SCHEMA, SYNC_CONTACT_SCHEMA],
+                "displayName": "Lab Contact",
+                "emails": [{"type": "work", "value": "c@example.invalid"}],
+                "companyName": "Example",
+                SYNC_CONTACT_SCHEMA: {"source": "on_premises", "immutableId": "AAAA"},
+            }),
+        )
+        .unwrap();
+        assert_eq!(v["companyName"], "Example");
+        assert_eq!(v[SYNC_CONTACT_SCHEMA]["immutableId"], "AAAA");
     }
 }

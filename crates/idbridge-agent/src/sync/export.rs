@@ -30,6 +30,7 @@ fn resource_type(kind: CloudKind) -> ResourceType {
     match kind {
         CloudKind::User => ResourceType::User,
         CloudKind::Group => ResourceType::Group,
+        CloudKind::Contact => ResourceType::Contact,
     }
 }
 
@@ -487,7 +488,7 @@ impl SyncContext {
                 )));
             }
             let Some(id) = id_of(candidate) else { continue };
-            let holder_anchor = self.dialect.anchor_of(export.kind, candidate);
+            let holder_anchor = self.scope.dialect.anchor_of(export.kind, candidate);
             // Soft matches (position > 0) only take cloud objects no on-premises object holds.
             if position > 0 {
                 if let Some(other) = holder_anchor.filter(|a| *a != export.anchor) {
@@ -495,7 +496,7 @@ impl SyncContext {
                         "cloud {} {id} matches on {path} = {value:?} but is already joined to \
                          another on-premises object ({} {other})",
                         export.kind.name(),
-                        self.dialect.anchor_name()
+                        self.scope.dialect.anchor_name()
                     )));
                 }
                 if let Some(role) = admin_role(candidate) {
@@ -504,7 +505,7 @@ impl SyncContext {
                          {role:?}: soft match never takes over a cloud administrator. Remove the \
                          role, or set its {} to {} to join it by hard match",
                         export.kind.name(),
-                        self.dialect.anchor_name(),
+                        self.scope.dialect.anchor_name(),
                         export.anchor
                     )));
                 }

@@ -10,7 +10,7 @@ use idbridge_core::{AttrName, Dn, ObjectGuid};
 use idbridge_engine::AdObject;
 use idbridge_rules::{Value, AD};
 
-use super::store::RunCounts;
+use super::store::{RunCounts, StoreError, Tx};
 use super::{SyncContext, SyncError};
 
 /// Object classes the connector space holds (OUs too, for scoping and moves).
@@ -253,7 +253,12 @@ impl SyncContext {
                     if self.is_rename_in_scope(&held.dn, &delta.dn) {
                         counts.renames += 1;
                     }
+                    let old_dn = held.dn.clone();
                     held.merge(delta);
+                    if held.deleted || held.dn.normalized() != old_dn.normalized() {
+                        let new_dn = (!held.deleted).then_some(&held.dn);
+                        follow_links(&mut tx, &old_dn, new_dn).await?;
+                    }
                     held
                 }
                 // Deleted before we ever saw it: nothing to do.
@@ -266,4 +271,15 @@ impl SyncContext {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The objects linking to `old`, updated as AD updated them when `old` was renamed to `new`
+/// or deleted (`None`), and marked for sync; their DirSync entries, if any, come on top.
+async fn follow_links(tx: &mut Tx, old: &Dn, new: Option<&Dn>) -> Result<(), StoreError> {
+    for mut holder in tx.linking_to(old.normalized()).await? {
+        if holder.retarget_links(old, new) {
+            tx.put_ad_object(&holder, 0).await?;
+        }
+    }
+    Ok(())
 }

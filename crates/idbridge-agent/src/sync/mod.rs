@@ -21,7 +21,7 @@ use std::time::Duration;
 use idbridge_ad::AdSettings;
 use idbridge_core::{Clock, Dn, Secret};
 use idbridge_engine::scope::{LdapFilter, OuScope};
-use idbridge_engine::{ScimDialect, SyncScope};
+use idbridge_engine::SyncScope;
 use idbridge_rules::RuleSet;
 use idbridge_scim_client::{RetryPolicy, ScimClientConfig};
 use serde::Serialize;
@@ -101,7 +101,6 @@ pub struct SyncContext {
     pub deletion_threshold: u64,
     pub deletion_threshold_percent: Option<u8>,
     pub staging: bool,
-    pub dialect: ScimDialect,
     pub write_consistency_guid: bool,
     pub clock: Arc<dyn Clock>,
     lock_path: PathBuf,
@@ -180,6 +179,7 @@ impl SyncContext {
                     Dn::parse(g).map_err(|e| SyncError::Config(format!("sync.pilot_group: {e}")))
                 })
                 .transpose()?,
+            dialect: sync.scim_dialect,
         };
         let base_dn = Dn::parse(&config.ad.base_dn)
             .map_err(|e| SyncError::Config(format!("ad.base_dn: {e}")))?;
@@ -221,7 +221,6 @@ impl SyncContext {
             deletion_threshold: sync.deletion_threshold,
             deletion_threshold_percent: sync.deletion_threshold_percent,
             staging: sync.staging,
-            dialect: sync.scim_dialect,
             write_consistency_guid: sync.write_consistency_guid,
             clock,
             lock_path: config.storage.data_dir.join("sync.lock"),

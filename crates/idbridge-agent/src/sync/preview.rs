@@ -81,7 +81,7 @@ impl SyncContext {
                     .map(|dn| dn.normalized().to_owned())
                     .collect();
                 let cloud_ids = self.store.cloud_ids_for(&referenced).await?;
-                let rendered = render(&projection, self.dialect, &|dn: &Dn| {
+                let rendered = render(&projection, self.scope.dialect, &|dn: &Dn| {
                     cloud_ids.get(dn.normalized()).cloned()
                 });
                 preview.rules_fired = projection.fired.clone();

@@ -17,15 +17,24 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+const LINKS_MIGRATION: &str = include_str!("../../migrations/common/0002_links.sql");
 const SCHEMA: Schema = Schema {
     version_table: "agent_schema",
-    sqlite: &[(1, include_str!("../../migrations/sqlite/0001_sync.sql"))],
-    postgres: &[(1, include_str!("../../migrations/postgres/0001_sync.sql"))],
+    sqlite: &[
+        (1, include_str!("../../migrations/sqlite/0001_sync.sql")),
+        (2, LINKS_MIGRATION),
+    ],
+    postgres: &[
+        (1, include_str!("../../migrations/postgres/0001_sync.sql")),
+        (2, LINKS_MIGRATION),
+    ],
 };
 
 const COOKIE_KEY: &str = "dirsync_cookie";
 const GENERATION_KEY: &str = "import_generation";
 const APPROVED_DELETES_KEY: &str = "approved_deletes";
+/// Set once `ad_links` holds the links of every stored object.
+const LINKS_KEY: &str = "ad_links";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -155,6 +164,9 @@ fn parse_ad_object(row: &AnyRow) -> Result<AdObject, StoreError> {
     })
 }
 
+/// Objects per transaction when `ad_links` is filled on upgrade.
+const LINK_INDEX_PAGE: i64 = 1_000;
+
 /// Values per `IN (...)` list: well below SQLite's and PostgreSQL's bind-parameter limits.
 const IN_LIST_MAX: usize = 500;
 
@@ -210,9 +222,40 @@ fn parse_pending(row: &AnyRow) -> Result<PendingExport, StoreError> {
 
 impl SyncStore {
     pub async fn open(url: &Secret) -> Result<Self, StoreError> {
-        Ok(Self {
+        let store = Self {
             db: Database::open(url, &SCHEMA).await?,
-        })
+        };
+        if store.state(LINKS_KEY).await?.is_none() {
+            store.index_links().await?;
+        }
+        Ok(store)
+    }
+
+    /// Fills `ad_links` from the objects a store made before it had the table; one pass.
+    async fn index_links(&self) -> Result<(), StoreError> {
+        let mut after = String::new();
+        loop {
+            let page = sqlx::query(
+                "SELECT guid, dn, class, attrs, deleted FROM ad_objects \
+                 WHERE guid > $1 ORDER BY guid LIMIT $2",
+            )
+            .bind(&after)
+            .bind(LINK_INDEX_PAGE)
+            .fetch_all(self.db.pool())
+            .await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.try_get("guid")?;
+            let mut tx = self.begin().await?;
+            for row in &page {
+                tx.put_links(&parse_ad_object(row)?).await?;
+            }
+            tx.commit().await?;
+        }
+        let mut tx = self.begin().await?;
+        tx.set_state(LINKS_KEY, "1").await?;
+        tx.commit().await
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {
@@ -578,7 +621,48 @@ impl Tx {
         .bind(generation)
         .execute(self.tx.conn())
         .await?;
+        self.put_links(object).await
+    }
+
+    /// Replaces the recorded links of `object` by the ones it holds now.
+    async fn put_links(&mut self, object: &AdObject) -> Result<(), StoreError> {
+        let source = object.guid.to_string();
+        sqlx::query("DELETE FROM ad_links WHERE source = $1")
+            .bind(&source)
+            .execute(self.tx.conn())
+            .await?;
+        let targets: Vec<String> = object.link_targets().into_iter().collect();
+        // Two parameters per row.
+        for chunk in targets.chunks(IN_LIST_MAX / 2) {
+            let rows = (0..chunk.len())
+                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Two processes filling the index of an upgraded store at once write the same rows.
+            let sql = format!(
+                "INSERT INTO ad_links (source, target) VALUES {rows} ON CONFLICT DO NOTHING"
+            );
+            let mut query = sqlx::query(&sql);
+            for target in chunk {
+                query = query.bind(&source).bind(target);
+            }
+            query.execute(self.tx.conn()).await?;
+        }
         Ok(())
+    }
+
+    /// The objects holding a link to `target` (a normalized DN).
+    pub async fn linking_to(&mut self, target: &str) -> Result<Vec<AdObject>, StoreError> {
+        sqlx::query(
+            "SELECT o.guid, o.dn, o.class, o.attrs, o.deleted FROM ad_links l \
+             JOIN ad_objects o ON o.guid = l.source WHERE l.target = $1",
+        )
+        .bind(target)
+        .fetch_all(self.tx.conn())
+        .await?
+        .iter()
+        .map(parse_ad_object)
+        .collect()
     }
 
     /// Records that a full import saw an unchanged object (keeps it out of the sweep).
@@ -790,5 +874,96 @@ impl Tx {
             .execute(self.tx.conn())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use idbridge_core::ObjectGuid;
+    use idbridge_rules::Value as AttrValue;
+
+    use super::*;
+
+    fn object(guid: u8, dn: &str, members: &[&str]) -> AdObject {
+        let mut attrs = idbridge_engine::Attributes::new();
+        if !members.is_empty() {
+            let values = members
+                .iter()
+                .map(|m| AttrValue::Str((*m).into()))
+                .collect();
+            attrs.insert("member".into(), values);
+        }
+        AdObject {
+            guid: ObjectGuid::from_bytes(&[guid; 16]).unwrap(),
+            dn: Dn::parse(dn).unwrap(),
+            class: "group".into(),
+            attrs,
+            deleted: false,
+        }
+    }
+
+    fn holders(found: &[AdObject]) -> Vec<String> {
+        found.iter().map(|o| o.dn.to_string()).collect()
+    }
+
+    async fn links_are_indexed_and_filled_on_upgrade(url: Secret) {
+        let ann = Dn::parse("CN=Ann,OU=Staff,DC=lab").unwrap();
+        let store = SyncStore::open(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.put_ad_object(&object(1, "CN=Team,DC=lab", &["cn=ann,ou=staff,dc=lab"]), 0)
+            .await
+            .unwrap();
+        tx.put_ad_object(&object(2, "CN=All,DC=lab", &["CN=Team,DC=lab"]), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            holders(&tx.linking_to(ann.normalized()).await.unwrap()),
+            ["CN=Team,DC=lab"]
+        );
+        // A store made before the index: the next open fills it.
+        sqlx::query("DELETE FROM ad_links")
+            .execute(tx.tx.conn())
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM agent_state WHERE key = $1")
+            .bind(LINKS_KEY)
+            .execute(tx.tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        drop(store);
+        let store = SyncStore::open(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(
+            holders(&tx.linking_to(ann.normalized()).await.unwrap()),
+            ["CN=Team,DC=lab"]
+        );
+        // Rewritten without the link: no longer a holder.
+        tx.put_ad_object(&object(1, "CN=Team,DC=lab", &[]), 0)
+            .await
+            .unwrap();
+        assert!(tx.linking_to(ann.normalized()).await.unwrap().is_empty());
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn links_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!(
+            "idbridge-links-{}",
+            idbridge_testkit::unique_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("sync.db").display());
+        links_are_indexed_and_filled_on_upgrade(Secret::new(url)).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn links_on_postgres() {
+        let db = idbridge_testkit::TestDatabase::create("links")
+            .await
+            .unwrap();
+        links_are_indexed_and_filled_on_upgrade(Secret::new(db.url().to_owned())).await;
+        db.drop_database().await.unwrap();
     }
 }

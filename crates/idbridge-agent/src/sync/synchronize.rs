@@ -128,7 +128,7 @@ impl SyncContext {
                 return Ok(false);
             }
             Ok(Disposition::InScope(projection)) => {
-                let rendered = render(&projection, self.dialect, &|target: &Dn| {
+                let rendered = render(&projection, self.scope.dialect, &|target: &Dn| {
                     cloud_ids.get(target.normalized()).cloned()
                 });
                 self.stage_export(tx, &guid, &dn, &projection, rendered, joined)
@@ -198,7 +198,7 @@ impl SyncContext {
             action,
             anchor: projection.anchor.clone(),
             doc: rendered.doc,
-            join: projection.join_in(self.dialect),
+            join: projection.join_in(self.scope.dialect),
             unresolved: !rendered.unresolved.is_empty(),
         })
         .await

@@ -47,26 +47,41 @@ impl Ad<'_> {
         for (k, v) in extra {
             attrs.push((k.as_bytes().to_vec(), set(v)));
         }
+        self.add(&dn, attrs).await;
+        dn
+    }
+
+    /// A mail contact; `extra` adds attributes (`mail`, `company`, ...).
+    pub async fn add_contact(
+        &mut self,
+        parent: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let dn = format!("CN={name},{parent}");
+        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> =
+            vec![(b"objectClass".to_vec(), set("contact"))];
+        for (k, v) in extra {
+            attrs.push((k.as_bytes().to_vec(), set(v)));
+        }
+        self.add(&dn, attrs).await;
+        dn
+    }
+
+    async fn add(&mut self, dn: &str, attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)>) {
         self.ou
             .ldap()
-            .add(&dn, attrs)
+            .add(dn, attrs)
             .await
             .unwrap()
             .success()
             .unwrap();
-        dn
     }
 
     pub async fn add_ou(&mut self, name: &str) -> String {
         let dn = format!("OU={name},{}", self.ou.dn);
         let attrs = vec![(b"objectClass".to_vec(), set("organizationalUnit"))];
-        self.ou
-            .ldap()
-            .add(&dn, attrs)
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
+        self.add(&dn, attrs).await;
         dn
     }
 
@@ -80,13 +95,7 @@ impl Ad<'_> {
             let m = members.iter().map(|d| d.as_bytes().to_vec()).collect();
             attrs.push((b"member".to_vec(), m));
         }
-        self.ou
-            .ldap()
-            .add(&dn, attrs)
-            .await
-            .unwrap()
-            .success()
-            .unwrap();
+        self.add(&dn, attrs).await;
         dn
     }
 

@@ -63,6 +63,7 @@ fn kind_noun(kind: ResourceKind) -> &'static str {
     match kind {
         ResourceKind::User => "user",
         ResourceKind::Group => "group",
+        ResourceKind::Contact => "contact",
     }
 }
 

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use idbridge_core::{Clock, Secret};
-use idbridge_scim::{etag, ResourceKind, ScimError, SYNC_GROUP_SCHEMA, SYNC_USER_SCHEMA};
+use idbridge_scim::{
+    etag, ResourceKind, ScimError, SYNC_CONTACT_SCHEMA, SYNC_GROUP_SCHEMA, SYNC_USER_SCHEMA,
+};
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -351,6 +353,7 @@ pub(crate) fn sync_schema(kind: ResourceKind) -> &'static str {
     match kind {
         ResourceKind::User => SYNC_USER_SCHEMA,
         ResourceKind::Group => SYNC_GROUP_SCHEMA,
+        ResourceKind::Contact => SYNC_CONTACT_SCHEMA,
     }
 }
 

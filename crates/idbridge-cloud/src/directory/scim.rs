@@ -43,7 +43,7 @@ pub(crate) fn resource_write<'a>(
         // Users are unique by userName (case-insensitively); groups need not be.
         name_key: match kind {
             ResourceKind::User => Some(user_name(doc).to_lowercase()),
-            ResourceKind::Group => None,
+            ResourceKind::Group | ResourceKind::Contact => None,
         },
         external_id: doc.get("externalId").and_then(Value::as_str),
         anchor: doc
@@ -52,7 +52,7 @@ pub(crate) fn resource_write<'a>(
             .and_then(Value::as_str),
         email_key: match kind {
             ResourceKind::User => work_email(doc).map(str::to_lowercase),
-            ResourceKind::Group => None,
+            ResourceKind::Group | ResourceKind::Contact => None,
         },
         source,
         doc,
@@ -765,7 +765,7 @@ impl Directory {
 pub(crate) fn resource_label(kind: ResourceKind, doc: &Value) -> &str {
     let key = match kind {
         ResourceKind::User => "userName",
-        ResourceKind::Group => "displayName",
+        ResourceKind::Group | ResourceKind::Contact => "displayName",
     };
     doc.get(key).and_then(Value::as_str).unwrap_or("")
 }

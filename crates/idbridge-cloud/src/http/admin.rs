@@ -38,6 +38,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/sync/users/{id}/password-hash", put(set_password_hash))
         .merge(soft_delete_routes(ResourceKind::User, "users"))
         .merge(soft_delete_routes(ResourceKind::Group, "groups"))
+        .merge(soft_delete_routes(ResourceKind::Contact, "contacts"))
         .route("/tenant/settings", get(get_settings).put(put_settings))
         .route("/audit", get(audit))
         .fallback(|| async { Failure(ApiError::not_found("no such API route")).into_response() })
@@ -426,6 +427,7 @@ async fn list_deleted(state: &AppState, headers: &HeaderMap, kind: ResourceKind)
     let key = match kind {
         ResourceKind::User => "users",
         ResourceKind::Group => "groups",
+        ResourceKind::Contact => "contacts",
     };
     ok(
         StatusCode::OK,
@@ -438,7 +440,9 @@ async fn restore(state: &AppState, headers: &HeaderMap, kind: ResourceKind, id: 
     let restored = state.directory.restore(&principal, kind, id).await?;
     match kind {
         ResourceKind::User => ok(StatusCode::OK, &state.directory.user_view(&restored).await?),
-        ResourceKind::Group => ok(StatusCode::OK, &state.directory.render(&restored)),
+        ResourceKind::Group | ResourceKind::Contact => {
+            ok(StatusCode::OK, &state.directory.render(&restored))
+        }
     }
 }
 

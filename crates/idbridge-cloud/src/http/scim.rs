@@ -23,30 +23,17 @@ const READERS: &[Scope] = &[Scope::Admin, Scope::Sync, Scope::Read];
 const WRITERS: &[Scope] = &[Scope::Admin, Scope::Sync];
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+    let resources = ResourceKind::ALL
+        .into_iter()
+        .fold(Router::new(), |router, kind| {
+            router.merge(resource_routes(kind))
+        });
+    resources
         .route("/ServiceProviderConfig", get(service_provider_config))
         .route("/ResourceTypes", get(resource_types))
         .route("/ResourceTypes/{name}", get(resource_type))
         .route("/Schemas", get(schemas))
         .route("/Schemas/{id}", get(schema))
-        .route("/Users", get(list_users).post(create_user))
-        .route("/Users/.search", post(search_users))
-        .route(
-            "/Users/{id}",
-            get(get_user)
-                .put(replace_user)
-                .patch(patch_user)
-                .delete(delete_user),
-        )
-        .route("/Groups", get(list_groups).post(create_group))
-        .route("/Groups/.search", post(search_groups))
-        .route(
-            "/Groups/{id}",
-            get(get_group)
-                .put(replace_group)
-                .patch(patch_group)
-                .delete(delete_group),
-        )
         .route("/.search", post(search_root))
         .route("/Bulk", post(bulk))
         .fallback(|| async {
@@ -290,86 +277,59 @@ async fn remove(state: &AppState, headers: &HeaderMap, kind: ResourceKind, id: &
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// One set of handlers per resource type, so the routes stay declarative.
-macro_rules! resource_handlers {
-    ($kind:expr, $list:ident, $search:ident, $create:ident, $get:ident, $put:ident, $patch:ident, $delete:ident) => {
-        async fn $list(
-            State(state): State<AppState>,
-            headers: HeaderMap,
-            params: Result<Query<Vec<(String, String)>>, QueryRejection>,
-        ) -> ScimResult {
-            list(&state, &headers, $kind, list_query(params)).await
-        }
-        async fn $search(
-            State(state): State<AppState>,
-            headers: HeaderMap,
-            body: Body,
-        ) -> ScimResult {
-            search(&state, &headers, $kind, body).await
-        }
-        async fn $create(
-            State(state): State<AppState>,
-            headers: HeaderMap,
-            body: Body,
-        ) -> ScimResult {
-            create(&state, &headers, $kind, body).await
-        }
-        async fn $get(
-            State(state): State<AppState>,
-            headers: HeaderMap,
-            Path(id): Path<String>,
-            params: Result<Query<HashMap<String, String>>, QueryRejection>,
-        ) -> ScimResult {
-            fetch(&state, &headers, $kind, &id, params).await
-        }
-        async fn $put(
-            State(state): State<AppState>,
-            headers: HeaderMap,
-            Path(id): Path<String>,
-            body: Body,
-        ) -> ScimResult {
-            modify(&state, &headers, $kind, &id, body, Write::Put).await
-        }
-        async fn $patch(
-            State(state): State<AppState>,
-            headers: HeaderMap,
-            Path(id): Path<String>,
-            body: Body,
-        ) -> ScimResult {
-            modify(&state, &headers, $kind, &id, body, Write::Patch).await
-        }
-        async fn $delete(
-            State(state): State<AppState>,
-            headers: HeaderMap,
-            Path(id): Path<String>,
-        ) -> ScimResult {
-            remove(&state, &headers, $kind, &id).await
+/// The endpoints of one resource type (`/Users`, `/Groups`, `/Contacts`).
+fn resource_routes(kind: ResourceKind) -> Router<AppState> {
+    let collection = kind.endpoint();
+    let write = move |how: Write| {
+        move |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>, body: Body| async move {
+            modify(&s, &h, kind, &id, body, how).await
         }
     };
+    Router::new()
+        .route(
+            collection,
+            get(
+                move |State(s): State<AppState>,
+                      h: HeaderMap,
+                      params: Result<Query<Vec<(String, String)>>, QueryRejection>| async move {
+                    list(&s, &h, kind, list_query(params)).await
+                },
+            )
+            .post(
+                move |State(s): State<AppState>, h: HeaderMap, body: Body| async move {
+                    create(&s, &h, kind, body).await
+                },
+            ),
+        )
+        .route(
+            &format!("{collection}/.search"),
+            post(
+                move |State(s): State<AppState>, h: HeaderMap, body: Body| async move {
+                    search(&s, &h, kind, body).await
+                },
+            ),
+        )
+        .route(
+            &format!("{collection}/{{id}}"),
+            get(
+                move |State(s): State<AppState>,
+                      h: HeaderMap,
+                      Path(id): Path<String>,
+                      params: Result<Query<HashMap<String, String>>, QueryRejection>| async move {
+                    fetch(&s, &h, kind, &id, params).await
+                },
+            )
+            .put(write(Write::Put))
+            .patch(write(Write::Patch))
+            .delete(
+                move |State(s): State<AppState>, h: HeaderMap, Path(id): Path<String>| async move {
+                    remove(&s, &h, kind, &id).await
+                },
+            ),
+        )
 }
 
-resource_handlers!(
-    ResourceKind::User,
-    list_users,
-    search_users,
-    create_user,
-    get_user,
-    replace_user,
-    patch_user,
-    delete_user
-);
-resource_handlers!(
-    ResourceKind::Group,
-    list_groups,
-    search_groups,
-    create_group,
-    get_group,
-    replace_group,
-    patch_group,
-    delete_group
-);
-
-/// `POST /.search` at the root: users and groups together (RFC 7644 §3.4.3).
+/// `POST /.search` at the root: every resource type together (RFC 7644 §3.4.3).
 async fn search_root(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ScimResult {
     authorize(&state, &headers, READERS).await?;
     let body = body_json(&state, body).await?;

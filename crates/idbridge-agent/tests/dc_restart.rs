@@ -26,7 +26,9 @@ async fn a_dc_restart_during_an_import_is_survived() {
         ou: &mut test_ou,
         realm: lab.ad.realm.to_lowercase(),
     };
-    ad.add_bulk_users(&ou, "rs", USERS).await;
+    // Unique names: an aborted earlier run may have left its users behind.
+    let prefix = format!("rs{}", &idbridge_testkit::unique_suffix()[..6]);
+    ad.add_bulk_users(&ou, &prefix, USERS).await;
     let config = cloud.agent_config(&lab, &format!("[sync]\ninclude_ous = [\"{ou}\"]\n"));
     let sync = SyncContext::open(&config, Arc::new(SystemClock))
         .await

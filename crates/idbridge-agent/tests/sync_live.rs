@@ -528,6 +528,8 @@ async fn contacts_reach_the_cloud_as_contacts() {
         .map(|m| m["value"].as_str().unwrap())
         .collect();
     assert_eq!(members, [user_id.as_str()], "{group_now}");
+    drop(ad);
+    test_ou.remove().await.unwrap();
 }
 
 #[tokio::test]

@@ -243,6 +243,7 @@ impl SyncContext {
         counts.errors += self.record_entry_errors(&whole.1).await?;
         // One transaction: the changes and the cookie that covers them land together.
         let mut tx = self.store.begin().await?;
+        let mut moved = Vec::new();
         for entry in batch.entries {
             let complete = whole.0.remove(&entry.guid);
             let delta = to_object(complete.unwrap_or(entry));
@@ -256,8 +257,7 @@ impl SyncContext {
                     let old_dn = held.dn.clone();
                     held.merge(delta);
                     if held.deleted || held.dn.normalized() != old_dn.normalized() {
-                        let new_dn = (!held.deleted).then_some(&held.dn);
-                        follow_links(&mut tx, &old_dn, new_dn).await?;
+                        moved.push((old_dn, (!held.deleted).then(|| held.dn.clone())));
                     }
                     held
                 }
@@ -267,19 +267,28 @@ impl SyncContext {
             };
             tx.put_ad_object(&object, 0).await?;
         }
+        follow_links(&mut tx, &moved).await?;
         tx.set_cookie(&batch.cookie).await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
-/// The objects linking to `old`, updated as AD updated them when `old` was renamed to `new`
-/// or deleted (`None`), and marked for sync; their DirSync entries, if any, come on top.
-async fn follow_links(tx: &mut Tx, old: &Dn, new: Option<&Dn>) -> Result<(), StoreError> {
-    for mut holder in tx.linking_to(old.normalized()).await? {
-        if holder.retarget_links(old, new) {
-            tx.put_ad_object(&holder, 0).await?;
+/// Updates the objects linking to renamed (`(old, Some(new))`) or deleted (`(old, None)`)
+/// objects as AD updated them, and marks them for sync. After the batch's own entries, so a
+/// holder whose new values came in the batch is left alone, and each holder is written once
+/// however many of its targets moved (a large group losing many members).
+async fn follow_links(tx: &mut Tx, moved: &[(Dn, Option<Dn>)]) -> Result<(), StoreError> {
+    // Each holder with whether any of its links changed.
+    let mut holders: HashMap<ObjectGuid, (AdObject, bool)> = HashMap::new();
+    for (old, new) in moved {
+        for held in tx.linking_to(old.normalized()).await? {
+            let (holder, changed) = holders.entry(held.guid).or_insert((held, false));
+            *changed |= holder.retarget_links(old, new.as_ref());
         }
+    }
+    for (holder, _) in holders.values().filter(|(_, changed)| *changed) {
+        tx.put_ad_object(holder, 0).await?;
     }
     Ok(())
 }

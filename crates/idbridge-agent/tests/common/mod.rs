@@ -22,6 +22,13 @@ pub struct TestCloud {
     server: Option<idbridge_cloud::RunningServer>,
 }
 
+fn https_client(ca_cert_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_cert_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
 impl TestCloud {
     /// A cloud directory on SQLite in a fresh directory, listening on a free loopback port.
     pub async fn start(label: &str) -> Self {
@@ -46,12 +53,7 @@ impl TestCloud {
             .unwrap();
         // A restart listens on the same port.
         config.server.listen = server.addr;
-        let http = reqwest::Client::builder()
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(server.ca_cert_pem.as_bytes()).unwrap(),
-            )
-            .build()
-            .unwrap();
+        let http = https_client(&server.ca_cert_pem);
         Self {
             url: format!("https://127.0.0.1:{}", server.addr.port()),
             dir,
@@ -71,6 +73,8 @@ impl TestCloud {
         let server = idbridge_cloud::start(self.config.clone(), Arc::new(SystemClock))
             .await
             .unwrap();
+        // Pooled connections went down with the old server; a request must not pick one up.
+        self.http = https_client(&server.ca_cert_pem);
         self.server = Some(server);
     }
 

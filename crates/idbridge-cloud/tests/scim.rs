@@ -523,7 +523,7 @@ async fn bad_input_and_access(backend: Backend) {
     let types = c
         .call(Method::GET, "/scim/v2/ResourceTypes", None, None)
         .await;
-    assert_eq!(types.body["totalResults"], 2);
+    assert_eq!(types.body["totalResults"], 3);
     let schema = c
         .call(Method::GET, &format!("/scim/v2/Schemas/{SYNC}"), None, None)
         .await;

@@ -376,8 +376,8 @@ async fn set_password_hash(
 // ---- soft delete lifecycle ------------------------------------------------------------------
 
 /// `DELETE /{plural}/{id}`, `GET /deleted-{plural}`, `POST /deleted-{plural}/{id}/restore`,
-/// `DELETE /deleted-{plural}/{id}`: the same lifecycle for users and groups.
-fn soft_delete_routes(kind: ResourceKind, plural: &str) -> Router<AppState> {
+/// `DELETE /deleted-{plural}/{id}`: the same lifecycle for users, groups and contacts.
+fn soft_delete_routes(kind: ResourceKind, plural: &'static str) -> Router<AppState> {
     Router::new()
         .route(
             &format!("/{plural}/{{id}}"),
@@ -390,7 +390,7 @@ fn soft_delete_routes(kind: ResourceKind, plural: &str) -> Router<AppState> {
         .route(
             &format!("/deleted-{plural}"),
             get(move |State(s): State<AppState>, h: HeaderMap| async move {
-                list_deleted(&s, &h, kind).await
+                list_deleted(&s, &h, kind, plural).await
             }),
         )
         .route(
@@ -422,16 +422,17 @@ async fn soft_delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_deleted(state: &AppState, headers: &HeaderMap, kind: ResourceKind) -> ApiResult {
+/// The deleted objects of `kind`, listed under the key `plural` (`{"users": [...]}`).
+async fn list_deleted(
+    state: &AppState,
+    headers: &HeaderMap,
+    kind: ResourceKind,
+    plural: &str,
+) -> ApiResult {
     admin(state, headers).await?;
-    let key = match kind {
-        ResourceKind::User => "users",
-        ResourceKind::Group => "groups",
-        ResourceKind::Contact => "contacts",
-    };
     ok(
         StatusCode::OK,
-        &json!({ key: state.directory.deleted(kind).await? }),
+        &json!({ plural: state.directory.deleted(kind).await? }),
     )
 }
 

@@ -7,6 +7,8 @@
 
 /// OID of the DirSync control.
 pub const DIRSYNC_OID: &str = "1.2.840.113556.1.4.841";
+/// OID of the show-deleted control (no value): tombstones match searches too.
+pub const SHOW_DELETED_OID: &str = "1.2.840.113556.1.4.417";
 /// OID of the simple paged results control.
 pub const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
 

@@ -98,6 +98,49 @@ pub struct DirSyncBatch {
     pub cookie: Vec<u8>,
 }
 
+/// A paged search in progress (see [`AdConnector::next_page`]).
+#[derive(Debug, Clone)]
+pub struct PagedSearch {
+    base: String,
+    filter: String,
+    attrs: Vec<String>,
+    controls: Vec<RawControl>,
+    cookie: Vec<u8>,
+    rounds: usize,
+    done: bool,
+}
+
+impl PagedSearch {
+    /// A subtree search under `base`; every entry also carries its objectGUID, objectClass,
+    /// distinguishedName and isDeleted.
+    pub fn new(base: &Dn, filter: &str, attrs: &[&str]) -> Self {
+        Self {
+            base: base.to_string(),
+            filter: filter.to_string(),
+            attrs: attr_list(
+                attrs,
+                &[
+                    "objectGUID",
+                    "objectClass",
+                    "distinguishedName",
+                    "isDeleted",
+                ],
+            ),
+            controls: Vec::new(),
+            cookie: Vec::new(),
+            rounds: 0,
+            done: false,
+        }
+    }
+}
+
+/// One page of a paged search.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub entries: Vec<AdEntry>,
+    pub errors: Vec<AdEntryError>,
+}
+
 /// One bound LDAP session with a DC.
 pub struct AdConnector {
     pub(crate) ldap: Ldap,
@@ -233,47 +276,102 @@ impl AdConnector {
         Ok((raws, res))
     }
 
-    /// Paged subtree search under `base`; see the crate docs for what every entry holds.
+    /// Paged subtree search under `base`, read whole; see the crate docs for what every entry
+    /// holds.
     pub async fn search_all(
         &mut self,
         base: &Dn,
         filter: &str,
         attrs: &[&str],
     ) -> Result<(Vec<AdEntry>, Vec<AdEntryError>), AdError> {
-        const OP: &str = "paged search";
-        let base_s = base.to_string();
-        let attrs = attr_list(attrs, &["objectGUID", "objectClass", "distinguishedName"]);
+        let mut search = PagedSearch::new(base, filter, attrs);
         let (mut entries, mut errors) = (Vec::new(), Vec::new());
-        let mut cookie = Vec::new();
-        for _ in 0..MAX_ROUNDS {
-            let control = RawControl {
-                ctype: ber::PAGED_RESULTS_OID.to_string(),
-                crit: false,
-                val: Some(ber::encode_paged_request(PAGE_SIZE, &cookie)),
-            };
-            let (raws, res) = self
-                .search_once(OP, &base_s, Scope::Subtree, filter, &attrs, vec![control])
-                .await?;
-            self.convert_all(raws, &mut entries, &mut errors).await?;
-            let paged = res
-                .ctrls
-                .iter()
-                .find(|c| c.1.ctype == ber::PAGED_RESULTS_OID)
-                .and_then(|c| c.1.val.as_deref());
-            cookie = match paged {
-                Some(v) => {
-                    ber::decode_paged_response(v)
-                        .map_err(|e| protocol(OP, &base_s, e))?
-                        .cookie
-                }
-                None => Vec::new(),
-            };
-            if cookie.is_empty() {
-                tracing::debug!(base = %base_s, entries = entries.len(), errors = errors.len(), "paged search done");
-                return Ok((entries, errors));
-            }
+        while let Some(page) = self.next_page(&mut search).await? {
+            entries.extend(page.entries);
+            errors.extend(page.errors);
         }
-        Err(protocol(OP, &base_s, "the DC never ended the paged search"))
+        Ok((entries, errors))
+    }
+
+    /// The next page of a paged search, `None` once the DC has sent the last one. A caller that
+    /// processes each page before asking for the next holds one page in memory, not the
+    /// directory.
+    pub async fn next_page(&mut self, search: &mut PagedSearch) -> Result<Option<Page>, AdError> {
+        const OP: &str = "paged search";
+        if search.done {
+            return Ok(None);
+        }
+        search.rounds += 1;
+        if search.rounds > MAX_ROUNDS {
+            return Err(protocol(
+                OP,
+                &search.base,
+                "the DC never ended the paged search",
+            ));
+        }
+        let mut controls = search.controls.clone();
+        controls.push(RawControl {
+            ctype: ber::PAGED_RESULTS_OID.to_string(),
+            crit: false,
+            val: Some(ber::encode_paged_request(PAGE_SIZE, &search.cookie)),
+        });
+        let (raws, res) = self
+            .search_once(
+                OP,
+                &search.base,
+                Scope::Subtree,
+                &search.filter,
+                &search.attrs,
+                controls,
+            )
+            .await?;
+        let mut page = Page::default();
+        self.convert_all(raws, &mut page.entries, &mut page.errors)
+            .await?;
+        let paged = res
+            .ctrls
+            .iter()
+            .find(|c| c.1.ctype == ber::PAGED_RESULTS_OID)
+            .and_then(|c| c.1.val.as_deref());
+        search.cookie = match paged {
+            Some(v) => {
+                ber::decode_paged_response(v)
+                    .map_err(|e| protocol(OP, &search.base, e))?
+                    .cookie
+            }
+            None => Vec::new(),
+        };
+        search.done = search.cookie.is_empty();
+        if search.done {
+            tracing::debug!(base = %search.base, rounds = search.rounds, "paged search done");
+        }
+        Ok(Some(page))
+    }
+
+    /// The objects under `base` matching `filter` whose `uSNChanged` lies in `usns`, tombstones
+    /// included, read whole. Each USN is an equality term, which the DC answers from its
+    /// `uSNChanged` index; a range (`uSNChanged>=n`, what DirSync evaluates) makes Samba scan
+    /// the naming context. Meant for short spans (the few USNs since the last poll).
+    pub async fn changed_in(
+        &mut self,
+        base: &Dn,
+        filter: &str,
+        attrs: &[&str],
+        usns: std::ops::RangeInclusive<u64>,
+    ) -> Result<(Vec<AdEntry>, Vec<AdEntryError>), AdError> {
+        let terms: String = usns.map(|usn| format!("(uSNChanged={usn})")).collect();
+        let mut search = PagedSearch::new(base, &format!("(&(|{terms}){filter})"), attrs);
+        search.controls.push(RawControl {
+            ctype: ber::SHOW_DELETED_OID.to_string(),
+            crit: true,
+            val: None,
+        });
+        let (mut entries, mut errors) = (Vec::new(), Vec::new());
+        while let Some(page) = self.next_page(&mut search).await? {
+            entries.extend(page.entries);
+            errors.extend(page.errors);
+        }
+        Ok((entries, errors))
     }
 
     /// The objects under `base` with these objectGUIDs, whole (as `search_all` reads them).

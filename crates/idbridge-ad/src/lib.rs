@@ -7,7 +7,8 @@
 //! aborts an import. Connection, bind and search failures are [`AdError`]s carrying the LDAP
 //! result code and the DC's message, never the password.
 //!
-//! The BER of the two controls used (paged results, DirSync) is in [`ber`], pure and tested.
+//! The BER of the controls used (paged results, DirSync; show-deleted has no value) is in
+//! [`ber`], pure and tested.
 //!
 //! What the lab's Samba 4.17 DC does (checked by `tests/live.rs`):
 //! - DirSync accepts flags 0, `OBJECT_SECURITY` (1), `ANCESTORS_FIRST_ORDER` and
@@ -25,6 +26,10 @@
 //!   list/read rights on the Deleted Objects container). Should Samba report a deletion as an
 //!   entry with an empty DN and only its objectGUID (its code does so for tombstones the caller
 //!   may not read), the entry is marked deleted with the DN `CN=Deleted Objects,<NC>`.
+//! - `uSNChanged` is indexed for equality only: DirSync's `uSNChanged>=N` scans the naming
+//!   context, while [`AdConnector::changed_in`]'s `or` of equality terms is an index lookup.
+//!   With the show-deleted control a deleted object comes back as its tombstone, to the sync
+//!   account too.
 //! - Samba has no `MaxValRange`: a plain `member` read returns every value at once. It honours
 //!   explicit `member;range=a-b` requests like AD, which is how the completion of ranged
 //!   values (needed against Windows DCs, which range at 1500) is exercised live.
@@ -35,7 +40,8 @@ mod entry;
 mod password;
 
 pub use connector::{
-    tls_config, AdConnector, AdError, AdSettings, DirSyncBatch, DIRSYNC_FLAGS, PAGE_SIZE,
+    tls_config, AdConnector, AdError, AdSettings, DirSyncBatch, Page, PagedSearch, DIRSYNC_FLAGS,
+    PAGE_SIZE,
 };
 pub use entry::{
     base_attr_name, is_binary_attr, is_dn_attr, object_class, parse_range, strip_extended_dn,

@@ -431,6 +431,120 @@ async fn dirsync_reports_changes_renames_and_deletions() {
     ou.remove().await.unwrap();
 }
 
+/// The USN read the agent's delta import uses between DirSync passes: after a modification, a
+/// cleared attribute, a rename, a membership change and a deletion, exactly those objects come
+/// back whole (the deletion as a tombstone), read by the least-privilege sync account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usn_reads_return_changed_objects_whole_with_tombstones() {
+    let lab = Lab::load().unwrap();
+    let mut ou = lab.test_ou("ad-usn").await.unwrap();
+    let ou_dn = Dn::parse(&ou.dn).unwrap();
+    let ou_s = ou.dn.clone();
+    let nc = Dn::parse(&lab.ad.base_dn).unwrap();
+    let sfx = &unique_suffix()[..6];
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let name = format!("u{sfx}{i}");
+        let extra = [
+            ("displayName", format!("User {i}")),
+            ("title", "Clerk".into()),
+        ];
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        users.push(add_user(ou.ldap(), &ou_s, &name, &extra).await);
+    }
+    let group = format!("CN=g{sfx},{ou_s}");
+    ou.ldap()
+        .add(
+            &group,
+            vec![
+                ("objectClass", HashSet::from(["group"])),
+                (
+                    "sAMAccountName",
+                    HashSet::from([format!("g{sfx}").as_str()]),
+                ),
+            ],
+        )
+        .await
+        .and_then(|r| r.success())
+        .unwrap();
+    let mut ad = service_account(&lab).await;
+    let attrs = ["displayName", "title", "member", "isDeleted"];
+    let filter = "(|(objectClass=user)(objectClass=group))";
+    let before = ad.highest_committed_usn().await.unwrap();
+
+    let ldap = ou.ldap();
+    let replace =
+        |attr: &'static str, value: &'static str| vec![Mod::Replace(attr, HashSet::from([value]))];
+    ldap.modify(&users[0], replace("displayName", "Changed"))
+        .await
+        .and_then(|r| r.success())
+        .unwrap();
+    ldap.modify(&users[1], vec![Mod::Delete("title", HashSet::new())])
+        .await
+        .and_then(|r| r.success())
+        .unwrap();
+    let new_rdn = format!("CN=moved{sfx}");
+    ldap.modifydn(&users[2], &new_rdn, true, None)
+        .await
+        .and_then(|r| r.success())
+        .unwrap();
+    ldap.modify(
+        &group,
+        vec![Mod::Add("member", HashSet::from([users[4].as_str()]))],
+    )
+    .await
+    .and_then(|r| r.success())
+    .unwrap();
+    ldap.delete(&users[3])
+        .await
+        .and_then(|r| r.success())
+        .unwrap();
+    let after = ad.highest_committed_usn().await.unwrap();
+    assert!(after > before, "{before} -> {after}");
+
+    let (entries, errors) = ad
+        .changed_in(&nc, filter, &attrs, before + 1..=after)
+        .await
+        .unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    let find = |rdn: &str| {
+        entries
+            .iter()
+            .find(|e| {
+                e.dn.rdns()
+                    .first()
+                    .is_some_and(|r| r.value().starts_with(rdn))
+            })
+            .unwrap_or_else(|| panic!("{rdn} missing from {entries:#?}"))
+    };
+    let changed = find(&format!("u{sfx}0"));
+    assert_eq!(str_values(changed, "displayName"), ["Changed"]);
+    assert_eq!(str_values(changed, "title"), ["Clerk"], "read whole");
+    let cleared = find(&format!("u{sfx}1"));
+    assert!(cleared.values("title").is_empty(), "{cleared:?}");
+    assert_eq!(str_values(cleared, "displayName"), ["User 1"]);
+    let renamed = find(&format!("moved{sfx}"));
+    assert!(renamed.dn.is_within(&ou_dn) && !renamed.deleted);
+    let grown = find(&format!("g{sfx}"));
+    assert_eq!(grown.class, "group");
+    assert_eq!(str_values(grown, "member").len(), 1, "{grown:?}");
+    let gone = find(&format!("u{sfx}3"));
+    assert!(gone.deleted, "{gone:?}");
+    assert!(
+        gone.dn.is_within(&nc.child("CN", "Deleted Objects")),
+        "{gone:?}"
+    );
+    // Nothing changed since: nothing read.
+    let (idle, _) = ad
+        .changed_in(&nc, filter, &attrs, after + 1..=after + 3)
+        .await
+        .unwrap();
+    assert!(in_ou(&idle, &ou_dn).is_empty(), "{idle:?}");
+
+    ad.unbind().await.unwrap();
+    ou.remove().await.unwrap();
+}
+
 #[tokio::test]
 async fn bind_failure_names_the_account_and_code() {
     let lab = Lab::load().unwrap();

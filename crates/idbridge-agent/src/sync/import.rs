@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use idbridge_ad::{AdConnector, AdEntry, AdEntryError, AdError, DirSyncBatch};
+use idbridge_ad::{AdConnector, AdEntry, AdEntryError, AdError, Page, PagedSearch};
 use idbridge_core::{AttrName, Dn, ObjectGuid};
 use idbridge_engine::AdObject;
 use idbridge_rules::{Value, AD};
+use tokio::sync::mpsc;
 
 use super::store::{RunCounts, StoreError, Tx};
 use super::{SyncContext, SyncError};
@@ -16,7 +17,6 @@ use super::{SyncContext, SyncError};
 /// Object classes the connector space holds (OUs too, for scoping and moves).
 const IMPORT_FILTER: &str =
     "(|(objectClass=user)(objectClass=group)(objectClass=contact)(objectClass=organizationalUnit))";
-const BATCH: usize = 500;
 /// How long a run waits for an unreachable DC (restarting, failing over) before it fails.
 const RECONNECT_FOR: Duration = Duration::from_secs(120);
 const RECONNECT_MAX_PAUSE: Duration = Duration::from_secs(8);
@@ -43,13 +43,38 @@ fn to_object(entry: AdEntry) -> AdObject {
     object
 }
 
-/// The delta import's connection, kept between polls; the DC's `highestCommittedUSN` when the
-/// last pass started, and the cookie that pass returned.
+/// The longest span of USNs a delta reads by `uSNChanged` equality
+/// ([`AdConnector::changed_in`]); a longer one (a burst of writes) costs a DirSync pass.
+const MAX_USN_SPAN: u64 = 500;
+/// While USN reads keep up, a DirSync pass still runs this often, so the stored cookie (where a
+/// restarted agent resumes) stays recent.
+const DIRSYNC_AT_LEAST_EVERY: Duration = Duration::from_secs(600);
+
+/// The delta import's connection, kept between polls, with what the store holds from it.
 #[derive(Debug)]
 pub(crate) struct DeltaConnection {
     connection: AdConnector,
+    applied: Option<Applied>,
+}
+
+/// Changes the DC committed through `usn` are in the store, whose cookie is `cookie`.
+#[derive(Debug)]
+struct Applied {
     usn: u64,
     cookie: Vec<u8>,
+    dirsync_at: Instant,
+}
+
+/// What one delta read brought.
+struct Changes {
+    entries: Vec<AdEntry>,
+    errors: Vec<AdEntryError>,
+    /// The entries are whole objects (a USN read), not DirSync's changed attributes.
+    whole: bool,
+    /// The cookie covering them: a DirSync pass's, or the stored one for a USN read.
+    cookie: Vec<u8>,
+    /// The DC's `highestCommittedUSN` before the read: every change through it is in.
+    usn: u64,
 }
 
 impl SyncContext {
@@ -79,47 +104,97 @@ impl SyncContext {
         }
     }
 
-    /// The DirSync cookie of "now", then every object (see `full_import` for the order).
-    async fn read_directory(&self) -> Result<(Vec<u8>, Vec<AdEntry>, Vec<AdEntryError>), AdError> {
+    /// The DirSync cookie of "now", then every object, page by page into `pages` (see
+    /// `full_import` for the order). Stops early when the receiver is gone (the writer failed).
+    async fn read_directory(&self, pages: &mpsc::Sender<Page>) -> Result<Vec<u8>, AdError> {
         let mut ad = AdConnector::connect(&self.ad).await?;
         let cookie = ad.current_cookie(&self.base_dn).await?;
-        let (entries, errors) = ad
-            .search_all(&self.base_dn, IMPORT_FILTER, &import_attributes())
-            .await?;
+        let mut search = PagedSearch::new(&self.base_dn, IMPORT_FILTER, &import_attributes());
+        while let Some(page) = ad.next_page(&mut search).await? {
+            if pages.send(page).await.is_err() {
+                break;
+            }
+        }
         if let Err(e) = ad.unbind().await {
             tracing::debug!(error = %e, "unbind after full import");
         }
-        Ok((cookie, entries, errors))
+        Ok(cookie)
     }
 
-    /// One DirSync pass on the kept connection, unless nothing can have changed: the DC
-    /// committed nothing since the last pass (its `highestCommittedUSN` did not move) and that
-    /// pass's cookie is the one stored (its changes were applied). An idle poll then costs the
-    /// DC one rootDSE read. A failed pass drops the connection, so the retry connects again.
-    async fn read_changes(&self, cookie: &[u8]) -> Result<DirSyncBatch, AdError> {
+    /// Reads what changed since the store's `cookie`, on the kept connection. Nothing, when the
+    /// DC committed nothing since the changes last applied (its `highestCommittedUSN` did not
+    /// move): an idle poll costs the DC one rootDSE read. The objects whose `uSNChanged` is in
+    /// the span since then, when the span is short: an indexed read, where a DirSync pass costs
+    /// Samba a scan of the naming context. Otherwise a DirSync pass. A failed read drops the
+    /// connection, so the retry connects again.
+    async fn read_changes(&self, cookie: &[u8]) -> Result<Changes, AdError> {
         let mut kept = self.delta_connection.lock().await;
-        let (mut ad, last) = match kept.take() {
-            Some(kept) => (kept.connection, Some((kept.usn, kept.cookie))),
+        let (mut ad, applied) = match kept.take() {
+            Some(kept) => (kept.connection, kept.applied),
             None => (AdConnector::connect(&self.ad).await?, None),
         };
-        // Read before the pass: a write committed during the pass moves it again.
+        // Only while the store still holds what was applied here (a full import resets it).
+        let applied = applied.filter(|a| a.cookie == cookie);
+        // Read before the changes: a write committed meanwhile moves it again.
         let usn = ad.highest_committed_usn().await?;
-        let batch = match last {
-            Some((seen, after)) if seen == usn && after == cookie => DirSyncBatch {
-                cookie: cookie.to_vec(),
-                ..DirSyncBatch::default()
-            },
-            _ => {
-                ad.dirsync(&self.base_dn, IMPORT_FILTER, &import_attributes(), cookie)
-                    .await?
-            }
+        let mut changes = Changes {
+            entries: Vec::new(),
+            errors: Vec::new(),
+            whole: true,
+            cookie: cookie.to_vec(),
+            usn,
         };
+        match &applied {
+            Some(a) if a.usn == usn => {}
+            Some(a)
+                if usn > a.usn
+                    && usn - a.usn <= MAX_USN_SPAN
+                    && a.dirsync_at.elapsed() < DIRSYNC_AT_LEAST_EVERY =>
+            {
+                (changes.entries, changes.errors) = ad
+                    .changed_in(
+                        &self.base_dn,
+                        IMPORT_FILTER,
+                        &import_attributes(),
+                        a.usn + 1..=usn,
+                    )
+                    .await?;
+                tracing::debug!(
+                    span = usn - a.usn,
+                    objects = changes.entries.len(),
+                    "delta read by USN"
+                );
+            }
+            _ => {
+                let batch = ad
+                    .dirsync(&self.base_dn, IMPORT_FILTER, &import_attributes(), cookie)
+                    .await?;
+                changes.entries = batch.entries;
+                changes.errors = batch.errors;
+                changes.cookie = batch.cookie;
+                changes.whole = false;
+            }
+        }
         *kept = Some(DeltaConnection {
             connection: ad,
-            usn,
-            cookie: batch.cookie.clone(),
+            applied,
         });
-        Ok(batch)
+        Ok(changes)
+    }
+
+    /// Records that `changes` are committed to the store.
+    async fn changes_applied(&self, changes: &Changes) {
+        if let Some(kept) = self.delta_connection.lock().await.as_mut() {
+            let dirsync_at = match &kept.applied {
+                Some(a) if changes.whole => a.dirsync_at,
+                _ => Instant::now(),
+            };
+            kept.applied = Some(Applied {
+                usn: changes.usn,
+                cookie: changes.cookie.clone(),
+                dirsync_at,
+            });
+        }
     }
 
     async fn record_entry_errors(&self, errors: &[AdEntryError]) -> Result<i64, SyncError> {
@@ -144,40 +219,36 @@ impl SyncContext {
 
     /// Reads every object; objects the store holds that AD no longer has are marked deleted.
     /// The DirSync cookie is taken first, so changes made during the import come again in the
-    /// next delta (applying a change twice is harmless; missing one is not).
+    /// next delta (applying a change twice is harmless; missing one is not). Pages are written
+    /// while the next ones are read, so memory holds a few pages, not the directory.
     pub(crate) async fn full_import(&self, counts: &mut RunCounts) -> Result<(), SyncError> {
-        let (cookie, entries, errors) = self
-            .read_from_dc("full import", || self.read_directory())
-            .await?;
-        counts.errors += self.record_entry_errors(&errors).await?;
-        tracing::info!(objects = entries.len(), "full import read the directory");
         let mut tx = self.store.begin().await?;
         let generation = tx.next_generation().await?;
         tx.commit().await?;
-        let total = entries.len() as u64;
-        let mut imported = 0u64;
-        let mut entries = entries.into_iter().peekable();
-        while entries.peek().is_some() {
-            let mut tx = self.store.begin().await?;
-            let mut step = 0u64;
-            for entry in entries.by_ref().take(BATCH) {
-                step += 1;
-                let object = to_object(entry);
-                let guid = object.guid.to_string();
-                match tx.ad_object(&guid).await? {
-                    Some(held) if held == object => tx.touch_ad_object(&guid, generation).await?,
-                    held => {
-                        if held.is_some_and(|h| self.is_rename_in_scope(&h.dn, &object.dn)) {
-                            counts.renames += 1;
-                        }
-                        tx.put_ad_object(&object, generation).await?;
-                    }
-                }
+        let (pages_tx, mut pages) = mpsc::channel::<Page>(2);
+        let read = async move {
+            let cookie = self
+                .read_from_dc("full import", || self.read_directory(&pages_tx))
+                .await;
+            drop(pages_tx);
+            cookie
+        };
+        let write = async {
+            let mut imported = 0u64;
+            while let Some(page) = pages.recv().await {
+                counts.errors += self.record_entry_errors(&page.errors).await?;
+                let step = page.entries.len() as u64;
+                self.import_page(page.entries, generation, counts).await?;
+                imported += step;
+                self.progress.step("import", imported, step, None);
             }
-            tx.commit().await?;
-            imported += step;
-            self.progress.step("import", imported, step, Some(total));
-        }
+            Ok::<_, SyncError>(imported)
+        };
+        let (cookie, imported) = tokio::join!(read, write);
+        // The writer's failure first: it is why the reader stopped.
+        let imported = imported?;
+        let cookie = cookie?;
+        tracing::info!(objects = imported, "full import read the directory");
         let mut tx = self.store.begin().await?;
         let gone = tx.sweep_unseen(generation).await?;
         tx.set_cookie(&cookie).await?;
@@ -185,6 +256,31 @@ impl SyncContext {
         if gone > 0 {
             tracing::info!(objects = gone, "objects no longer in AD marked deleted");
         }
+        Ok(())
+    }
+
+    /// Writes one page of a full import, in one transaction.
+    async fn import_page(
+        &self,
+        entries: Vec<AdEntry>,
+        generation: i64,
+        counts: &mut RunCounts,
+    ) -> Result<(), SyncError> {
+        let mut tx = self.store.begin().await?;
+        for entry in entries {
+            let object = to_object(entry);
+            let guid = object.guid.to_string();
+            match tx.ad_object(&guid).await? {
+                Some(held) if held == object => tx.touch_ad_object(&guid, generation).await?,
+                held => {
+                    if held.is_some_and(|h| self.is_rename_in_scope(&h.dn, &object.dn)) {
+                        counts.renames += 1;
+                    }
+                    tx.put_ad_object(&object, generation).await?;
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -220,42 +316,49 @@ impl SyncContext {
         Ok((found, errors))
     }
 
-    /// Applies DirSync changes since the stored cookie (a full import when there is none).
+    /// Applies the changes since the stored cookie (a full import when there is none).
     pub(crate) async fn delta_import(&self, counts: &mut RunCounts) -> Result<(), SyncError> {
         let Some(cookie) = self.store.cookie().await? else {
             return self.full_import(counts).await;
         };
-        let batch = self
+        let mut changes = self
             .read_from_dc("delta import", || self.read_changes(&cookie))
             .await?;
-        counts.errors += self.record_entry_errors(&batch.errors).await?;
-        let pwd_last_set = AttrName::from("pwdLastSet");
-        if let Some(hook) = &self.password_changed {
-            if batch
-                .entries
-                .iter()
-                .any(|e| !e.deleted && e.attrs.contains_key(&pwd_last_set))
-            {
-                hook();
-            }
-        }
-        let mut whole = self.complete(&batch.entries).await?;
+        counts.errors += self.record_entry_errors(&changes.errors).await?;
+        let mut whole = if changes.whole {
+            (HashMap::new(), Vec::new())
+        } else {
+            self.complete(&changes.entries).await?
+        };
         counts.errors += self.record_entry_errors(&whole.1).await?;
+        let pwd_last_set = AttrName::from("pwdLastSet");
+        let mut password_changed = false;
         // One transaction: the changes and the cookie that covers them land together.
         let mut tx = self.store.begin().await?;
         let mut moved = Vec::new();
-        for entry in batch.entries {
+        for entry in std::mem::take(&mut changes.entries) {
             let complete = whole.0.remove(&entry.guid);
             let delta = to_object(complete.unwrap_or(entry));
             let guid = delta.guid.to_string();
-            let object = match tx.ad_object(&guid).await? {
+            let held = tx.ad_object(&guid).await?;
+            password_changed |= !delta.deleted
+                && delta.attrs.get(&pwd_last_set).is_some_and(|new| {
+                    held.as_ref()
+                        .is_none_or(|h| h.attrs.get(&pwd_last_set) != Some(new))
+                });
+            let object = match held {
                 Some(held) if held.deleted && !delta.deleted => delta,
                 Some(mut held) => {
                     if self.is_rename_in_scope(&held.dn, &delta.dn) {
                         counts.renames += 1;
                     }
                     let old_dn = held.dn.clone();
-                    held.merge(delta);
+                    if changes.whole && !delta.deleted {
+                        // A whole read also says which attributes were cleared.
+                        held = delta;
+                    } else {
+                        held.merge(delta);
+                    }
                     if held.deleted || held.dn.normalized() != old_dn.normalized() {
                         moved.push((old_dn, (!held.deleted).then(|| held.dn.clone())));
                     }
@@ -268,8 +371,14 @@ impl SyncContext {
             tx.put_ad_object(&object, 0).await?;
         }
         follow_links(&mut tx, &moved).await?;
-        tx.set_cookie(&batch.cookie).await?;
+        tx.set_cookie(&changes.cookie).await?;
         tx.commit().await?;
+        self.changes_applied(&changes).await;
+        if password_changed {
+            if let Some(hook) = &self.password_changed {
+                hook();
+            }
+        }
         Ok(())
     }
 }

@@ -227,7 +227,25 @@ def wait_until(check, limit=30.0, step=0.01):
     return None
 
 
+def lab_agent(sig):
+    """Pauses (SIGSTOP) or resumes (SIGCONT) the lab's own agent. Left running, it polls the
+    whole domain while the loader writes it and competes with the measured agent for the DC."""
+    try:
+        with open(os.path.join(LAB, "agent.pid")) as f:
+            os.kill(int(f.read().strip()), sig)
+    except (OSError, ValueError):
+        pass  # not running: nothing to pause
+
+
 def main():
+    lab_agent(signal.SIGSTOP)
+    try:
+        measure()
+    finally:
+        lab_agent(signal.SIGCONT)
+
+
+def measure():
     parser = argparse.ArgumentParser(description="idbridge benchmark on the lab")
     parser.add_argument("--users", type=int)
     parser.add_argument("--groups", type=int)

@@ -259,27 +259,33 @@ impl SyncContext {
         Ok(())
     }
 
-    /// Writes one page of a full import, in one transaction.
+    /// Writes one page of a full import, in one transaction. What the store already holds is
+    /// read for the page at once, and unchanged objects are only marked seen, together.
     async fn import_page(
         &self,
         entries: Vec<AdEntry>,
         generation: i64,
         counts: &mut RunCounts,
     ) -> Result<(), SyncError> {
+        let objects: Vec<AdObject> = entries.into_iter().map(to_object).collect();
+        let guids: Vec<String> = objects.iter().map(|o| o.guid.to_string()).collect();
+        let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
         let mut tx = self.store.begin().await?;
-        for entry in entries {
-            let object = to_object(entry);
-            let guid = object.guid.to_string();
-            match tx.ad_object(&guid).await? {
-                Some(held) if held == object => tx.touch_ad_object(&guid, generation).await?,
+        let held = tx.stored_ad_objects(&guid_refs).await?;
+        let mut unchanged = Vec::new();
+        for (object, guid) in objects.iter().zip(guid_refs) {
+            match held.get(guid) {
+                Some(held) if held.holds(object) => unchanged.push(guid),
                 held => {
-                    if held.is_some_and(|h| self.is_rename_in_scope(&h.dn, &object.dn)) {
+                    let old_dn = held.and_then(|h| Dn::parse(&h.dn).ok());
+                    if old_dn.is_some_and(|old| self.is_rename_in_scope(&old, &object.dn)) {
                         counts.renames += 1;
                     }
-                    tx.put_ad_object(&object, generation).await?;
+                    tx.put_ad_object(object, generation).await?;
                 }
             }
         }
+        tx.touch_ad_objects(&unchanged, generation).await?;
         tx.commit().await?;
         Ok(())
     }

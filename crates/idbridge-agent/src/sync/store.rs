@@ -66,6 +66,36 @@ pub struct Tx {
     tx: DbTx,
 }
 
+/// One object's metaverse row; `attrs` encoded.
+#[derive(Clone, Debug)]
+pub struct MetaverseRow {
+    pub guid: String,
+    pub mv_type: String,
+    pub anchor: String,
+    pub attrs: String,
+}
+
+/// An AD object as the store holds it, attributes still encoded.
+#[derive(Clone, Debug)]
+pub struct StoredAdObject {
+    pub dn: String,
+    pub class: String,
+    pub attrs: String,
+    pub deleted: bool,
+}
+
+impl StoredAdObject {
+    /// Whether storing `object` would change nothing.
+    pub fn holds(&self, object: &AdObject) -> bool {
+        // As text: what the store holds is the same encoding of the same values.
+        let encoded = object.encode_attrs().to_string();
+        self.deleted == object.deleted
+            && self.class == object.class
+            && self.dn == object.dn.to_string()
+            && self.attrs == encoded
+    }
+}
+
 /// A cloud object joined to an AD object, as last confirmed by the cloud.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CloudObject {
@@ -174,6 +204,19 @@ const IN_LIST_MAX: usize = 500;
 fn in_list(n: usize) -> String {
     (1..=n)
         .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, .. $columns), ($columns+1, ..), ...`: `rows` rows of a multi-row `VALUES`.
+fn rows_sql(columns: usize, rows: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let cells: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", row * columns + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -665,14 +708,55 @@ impl Tx {
         .collect()
     }
 
-    /// Records that a full import saw an unchanged object (keeps it out of the sweep).
-    pub async fn touch_ad_object(&mut self, guid: &str, generation: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ad_objects SET import_generation = $2 WHERE guid = $1")
-            .bind(guid)
-            .bind(generation)
-            .execute(self.tx.conn())
-            .await?;
+    /// Records that a full import saw these objects unchanged (keeps them out of the sweep).
+    pub async fn touch_ad_objects(
+        &mut self,
+        guids: &[&str],
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        for chunk in guids.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "UPDATE ad_objects SET import_generation = $1 WHERE guid IN ({})",
+                (2..chunk.len() + 2)
+                    .map(|i| format!("${i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            bind_all(sqlx::query(&sql).bind(generation), chunk)
+                .execute(self.tx.conn())
+                .await?;
+        }
         Ok(())
+    }
+
+    /// These objects as stored, by guid: enough to tell an unchanged object, or a rename,
+    /// without decoding its attributes.
+    pub async fn stored_ad_objects(
+        &mut self,
+        guids: &[&str],
+    ) -> Result<HashMap<String, StoredAdObject>, StoreError> {
+        let mut found = HashMap::with_capacity(guids.len());
+        for chunk in guids.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "SELECT guid, dn, class, attrs, deleted FROM ad_objects WHERE guid IN ({})",
+                in_list(chunk.len())
+            );
+            for row in bind_all(sqlx::query(&sql), chunk)
+                .fetch_all(self.tx.conn())
+                .await?
+            {
+                found.insert(
+                    row.try_get("guid")?,
+                    StoredAdObject {
+                        dn: row.try_get("dn")?,
+                        class: row.try_get("class")?,
+                        attrs: row.try_get("attrs")?,
+                        deleted: row.try_get::<i64, _>("deleted")? != 0,
+                    },
+                );
+            }
+        }
+        Ok(found)
     }
 
     /// After a full import: objects it did not see are gone from AD.
@@ -755,11 +839,24 @@ impl Tx {
         guid: &str,
         unresolved: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ad_objects SET unresolved_refs = $2 WHERE guid = $1")
-            .bind(guid)
-            .bind(i64::from(unresolved))
-            .execute(self.tx.conn())
-            .await?;
+        self.set_unresolved_refs_of(&[guid], unresolved).await
+    }
+
+    pub async fn set_unresolved_refs_of(
+        &mut self,
+        guids: &[&str],
+        unresolved: bool,
+    ) -> Result<(), StoreError> {
+        for chunk in guids.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "UPDATE ad_objects SET unresolved_refs = {} WHERE guid IN ({})",
+                i64::from(unresolved),
+                in_list(chunk.len())
+            );
+            bind_all(sqlx::query(&sql), chunk)
+                .execute(self.tx.conn())
+                .await?;
+        }
         Ok(())
     }
 
@@ -771,53 +868,79 @@ impl Tx {
         Ok(done.rows_affected())
     }
 
-    pub async fn put_metaverse(
-        &mut self,
-        guid: &str,
-        mv_type: &str,
-        anchor: &str,
-        attrs: &Value,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO metaverse (guid, mv_type, anchor, attrs) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (guid) DO UPDATE SET mv_type = excluded.mv_type, \
-             anchor = excluded.anchor, attrs = excluded.attrs",
-        )
-        .bind(guid)
-        .bind(mv_type)
-        .bind(anchor)
-        .bind(attrs.to_string())
-        .execute(self.tx.conn())
-        .await?;
+    /// Writes the metaverse rows of a batch in as few statements as the bind limit allows.
+    pub async fn put_metaverse(&mut self, rows: &[MetaverseRow]) -> Result<(), StoreError> {
+        const COLUMNS: usize = 4;
+        for chunk in rows.chunks(IN_LIST_MAX / COLUMNS) {
+            let sql = format!(
+                "INSERT INTO metaverse (guid, mv_type, anchor, attrs) VALUES {} \
+                 ON CONFLICT (guid) DO UPDATE SET mv_type = excluded.mv_type, \
+                 anchor = excluded.anchor, attrs = excluded.attrs",
+                rows_sql(COLUMNS, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query
+                    .bind(&row.guid)
+                    .bind(&row.mv_type)
+                    .bind(&row.anchor)
+                    .bind(&row.attrs);
+            }
+            query.execute(self.tx.conn()).await?;
+        }
         Ok(())
     }
 
     pub async fn put_pending_export(&mut self, export: &PendingExport) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO pending_exports (guid, dn, kind, action, anchor, doc, join_keys, unresolved) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, kind = excluded.kind, \
-             action = excluded.action, anchor = excluded.anchor, doc = excluded.doc, \
-             join_keys = excluded.join_keys, unresolved = excluded.unresolved",
-        )
-        .bind(&export.guid)
-        .bind(&export.dn)
-        .bind(export.kind.name())
-        .bind(export.action.as_str())
-        .bind(&export.anchor)
-        .bind(export.doc.to_string())
-        .bind(serde_json::to_string(&export.join).unwrap_or_else(|_| "[]".into()))
-        .bind(i64::from(export.unresolved))
-        .execute(self.tx.conn())
-        .await?;
+        self.put_pending_exports(std::slice::from_ref(export)).await
+    }
+
+    /// Writes pending exports in as few statements as the bind limit allows.
+    pub async fn put_pending_exports(
+        &mut self,
+        exports: &[PendingExport],
+    ) -> Result<(), StoreError> {
+        const COLUMNS: usize = 8;
+        for chunk in exports.chunks(IN_LIST_MAX / COLUMNS) {
+            let sql = format!(
+                "INSERT INTO pending_exports (guid, dn, kind, action, anchor, doc, join_keys, unresolved) \
+                 VALUES {} \
+                 ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, kind = excluded.kind, \
+                 action = excluded.action, anchor = excluded.anchor, doc = excluded.doc, \
+                 join_keys = excluded.join_keys, unresolved = excluded.unresolved",
+                rows_sql(COLUMNS, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for export in chunk {
+                query = query
+                    .bind(&export.guid)
+                    .bind(&export.dn)
+                    .bind(export.kind.name())
+                    .bind(export.action.as_str())
+                    .bind(&export.anchor)
+                    .bind(export.doc.to_string())
+                    .bind(serde_json::to_string(&export.join).unwrap_or_else(|_| "[]".into()))
+                    .bind(i64::from(export.unresolved));
+            }
+            query.execute(self.tx.conn()).await?;
+        }
         Ok(())
     }
 
     pub async fn delete_pending_export(&mut self, guid: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM pending_exports WHERE guid = $1")
-            .bind(guid)
-            .execute(self.tx.conn())
-            .await?;
+        self.delete_pending_exports(&[guid]).await
+    }
+
+    pub async fn delete_pending_exports(&mut self, guids: &[&str]) -> Result<(), StoreError> {
+        for chunk in guids.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "DELETE FROM pending_exports WHERE guid IN ({})",
+                in_list(chunk.len())
+            );
+            bind_all(sqlx::query(&sql), chunk)
+                .execute(self.tx.conn())
+                .await?;
+        }
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use idbridge_engine::{
 use idbridge_scim_client::minimal_patch;
 use serde_json::json;
 
-use super::store::{CloudObject, ExportAction, PendingExport, RunCounts, Tx};
+use super::store::{CloudObject, ExportAction, MetaverseRow, PendingExport, RunCounts, Tx};
 use super::{SyncContext, SyncError};
 
 const BATCH: i64 = 500;
@@ -80,16 +80,26 @@ impl SyncContext {
             let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
             let joined = self.store.cloud_objects_for(&guid_refs).await?;
             let mut without_errors = Vec::with_capacity(batch.len());
+            let mut writes = BatchWrites::default();
             let mut tx = self.store.begin().await?;
             for ((object, projection), guid) in batch.iter().zip(projected).zip(&guid_refs) {
                 let joined = joined.get(*guid);
                 if self
-                    .sync_object(&mut tx, object, projection, &cloud_ids, joined, counts)
+                    .sync_object(
+                        &mut tx,
+                        &mut writes,
+                        object,
+                        projection,
+                        &cloud_ids,
+                        joined,
+                        counts,
+                    )
                     .await?
                 {
                     without_errors.push(*guid);
                 }
             }
+            writes.flush(&mut tx).await?;
             tx.clear_errors(&without_errors).await?;
             tx.clear_pending(&guid_refs).await?;
             tx.commit().await?;
@@ -108,9 +118,12 @@ impl SyncContext {
 
     /// Syncs one object of a batch; true when it went through, so its earlier errors are
     /// cleared (the caller does that, and marks the batch synchronized, in one statement each).
+    /// What every in-scope object writes goes to `writes`; the rarer writes go to `tx`.
+    #[allow(clippy::too_many_arguments)]
     async fn sync_object(
         &self,
         tx: &mut Tx,
+        writes: &mut BatchWrites,
         object: &AdObject,
         projection: Result<Disposition, String>,
         cloud_ids: &HashMap<String, String>,
@@ -131,8 +144,7 @@ impl SyncContext {
                 let rendered = render(&projection, self.scope.dialect, &|target: &Dn| {
                     cloud_ids.get(target.normalized()).cloned()
                 });
-                self.stage_export(tx, &guid, &dn, &projection, rendered, joined)
-                    .await?;
+                self.stage_export(writes, guid, dn, &projection, rendered, joined);
             }
             Ok(Disposition::OutOfScope(why)) => {
                 tx.forget_metaverse(&guid).await?;
@@ -163,45 +175,74 @@ impl SyncContext {
         Ok(true)
     }
 
-    async fn stage_export(
+    fn stage_export(
         &self,
-        tx: &mut Tx,
-        guid: &str,
-        dn: &str,
+        writes: &mut BatchWrites,
+        guid: String,
+        dn: String,
         projection: &Projection,
         rendered: Rendered,
         joined: Option<&CloudObject>,
-    ) -> Result<(), SyncError> {
-        tx.put_metaverse(
-            guid,
-            &projection.mv_type,
-            &projection.anchor,
-            &encode_values(&projection.metaverse),
-        )
-        .await?;
-        tx.set_unresolved_refs(guid, !rendered.unresolved.is_empty())
-            .await?;
+    ) {
+        writes.metaverse.push(MetaverseRow {
+            guid: guid.clone(),
+            mv_type: projection.mv_type.clone(),
+            anchor: projection.anchor.clone(),
+            attrs: encode_values(&projection.metaverse).to_string(),
+        });
+        let unresolved = !rendered.unresolved.is_empty();
+        match unresolved {
+            true => writes.unresolved.push(guid.clone()),
+            false => writes.resolved.push(guid.clone()),
+        }
         let action = match joined {
             None => ExportAction::Provision,
             Some(c) if differs(&c.doc, &without_placeholders(&rendered.doc)) => {
                 ExportAction::Update
             }
             Some(_) => {
-                tx.delete_pending_export(guid).await?;
-                return Ok(());
+                writes.unchanged.push(guid);
+                return;
             }
         };
-        tx.put_pending_export(&PendingExport {
-            guid: guid.to_owned(),
-            dn: dn.to_owned(),
+        writes.exports.push(PendingExport {
+            guid,
+            dn,
             kind: projection.kind,
             action,
             anchor: projection.anchor.clone(),
             doc: rendered.doc,
             join: projection.join_in(self.scope.dialect),
-            unresolved: !rendered.unresolved.is_empty(),
-        })
-        .await
-        .map_err(Into::into)
+            unresolved,
+        });
+    }
+}
+
+/// What a batch's in-scope objects write, gathered so that each kind of write costs one
+/// statement per batch rather than one per object.
+#[derive(Default)]
+struct BatchWrites {
+    metaverse: Vec<MetaverseRow>,
+    /// Guids whose references all resolved, and those with some that did not.
+    resolved: Vec<String>,
+    unresolved: Vec<String>,
+    exports: Vec<PendingExport>,
+    /// Guids whose cloud object already matches: no export.
+    unchanged: Vec<String>,
+}
+
+impl BatchWrites {
+    async fn flush(self, tx: &mut Tx) -> Result<(), SyncError> {
+        fn refs(guids: &[String]) -> Vec<&str> {
+            guids.iter().map(String::as_str).collect()
+        }
+        tx.put_metaverse(&self.metaverse).await?;
+        tx.set_unresolved_refs_of(&refs(&self.resolved), false)
+            .await?;
+        tx.set_unresolved_refs_of(&refs(&self.unresolved), true)
+            .await?;
+        tx.put_pending_exports(&self.exports).await?;
+        tx.delete_pending_exports(&refs(&self.unchanged)).await?;
+        Ok(())
     }
 }

@@ -15,7 +15,7 @@ use idbridge_scim_client::{
 };
 use serde_json::{json, Value};
 
-use super::store::{CloudObject, ExportAction, PendingExport, RunCounts};
+use super::store::{CloudObject, ExportAction, PendingCursor, PendingExport, RunCounts, SyncStore};
 use super::{Outcome, SyncContext, SyncError};
 use crate::config::Deprovision;
 
@@ -53,11 +53,56 @@ fn eq_filter(path: &str, value: &str) -> String {
 pub(crate) struct ExportPass {
     /// Objects that failed: not tried again in this run.
     pub failed: HashSet<String>,
+    /// How many of them were deprovisions (still pending, but not deletions this run sends).
+    pub failed_deletes: u64,
     /// Objects joined to a cloud object in this run (guid, DN).
     pub joined: Vec<(String, String)>,
-    /// Exports the last call held back because their references do not resolve yet; the next
-    /// call starts from them (nothing else changes the pending exports between two waves).
-    pub held: Vec<PendingExport>,
+    /// Objects whose exports the last call held back because their references do not resolve
+    /// yet; the next call starts from them (nothing else changes the pending exports between
+    /// two waves).
+    pub held: Vec<String>,
+}
+
+/// Pending exports read a page at a time: the objects a wave held back, or else all of them.
+struct PendingPages {
+    held: Vec<String>,
+    cursor: Option<PendingCursor>,
+    done: bool,
+}
+
+/// Pending exports per page (their documents are what an export holds in memory).
+const EXPORT_PAGE: usize = 500;
+
+impl PendingPages {
+    fn new(held: Vec<String>) -> Self {
+        Self {
+            held,
+            cursor: None,
+            done: false,
+        }
+    }
+
+    async fn next(&mut self, store: &SyncStore) -> Result<Option<Vec<PendingExport>>, SyncError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = if self.held.is_empty() {
+            let page = store
+                .pending_exports_after(self.cursor.as_ref(), EXPORT_PAGE as i64)
+                .await?;
+            self.cursor = page.last().map(PendingCursor::after);
+            self.done = page.len() < EXPORT_PAGE;
+            page
+        } else {
+            let rest = self.held.split_off(self.held.len().min(EXPORT_PAGE));
+            let guids: Vec<&str> = self.held.iter().map(String::as_str).collect();
+            let page = store.pending_exports_of(&guids).await?;
+            self.held = rest;
+            self.done = self.held.is_empty();
+            page
+        };
+        Ok(Some(page))
+    }
 }
 
 /// Why an export of one object failed, in words for `idbridge sync errors`.
@@ -122,29 +167,14 @@ impl SyncContext {
         pass: &mut ExportPass,
         hold_unresolved: bool,
     ) -> Result<Outcome, SyncError> {
-        let mut pending = match std::mem::take(&mut pass.held) {
-            held if !held.is_empty() => held,
-            _ => self.store.pending_exports().await?,
-        };
-        pending.retain(|p| !pass.failed.contains(&p.guid));
+        let held_before = std::mem::take(&mut pass.held);
+        let (waiting, deletes) = self.store.pending_export_counts().await?;
+        let deletes = deletes.saturating_sub(pass.failed_deletes);
         if self.staging {
             return Ok(Outcome::Held(format!(
-                "staging mode: {} pending export(s) not sent; see `idbridge sync preview`",
-                pending.len()
+                "staging mode: {waiting} pending export(s) not sent; see `idbridge sync preview`"
             )));
         }
-        let completed = self
-            .resolve_pending_references(&mut pending, !hold_unresolved)
-            .await?;
-        let (held, pending): (Vec<_>, Vec<_>) = pending.into_iter().partition(|p| p.unresolved);
-        pass.held = held;
-        if pending.is_empty() {
-            return Ok(Outcome::Done);
-        }
-        let deletes = pending
-            .iter()
-            .filter(|p| p.action == ExportAction::Deprovision)
-            .count() as u64;
         if deletes > 0 {
             let approved = self.store.approved_deletes().await?;
             let exported = self.store.cloud_object_count().await?;
@@ -160,67 +190,93 @@ impl SyncContext {
                 )));
             }
         }
+        let total = match held_before.len() {
+            0 => waiting,
+            held => held as u64,
+        };
         let started = std::time::Instant::now();
-        let client = ScimClient::connect(self.scim.clone()).await?;
+        let mut client = None;
         let mut provisioned = 0u64;
         let mut sent = 0u64;
-        // Requests of a chunk travel concurrently; their confirmations commit together.
-        for chunk in pending.chunks(EXPORT_CONCURRENCY) {
-            let mut joined = Vec::with_capacity(chunk.len());
-            for export in chunk {
-                joined.push(self.store.cloud_object(&export.guid).await?);
+        // A page at a time, so memory holds a page of documents, not every pending export.
+        let mut pages = PendingPages::new(held_before);
+        while let Some(mut page) = pages.next(&self.store).await? {
+            page.retain(|p| !pass.failed.contains(&p.guid));
+            let completed = self
+                .resolve_pending_references(&mut page, !hold_unresolved)
+                .await?;
+            let (held, page): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| p.unresolved);
+            pass.held.extend(held.into_iter().map(|p| p.guid));
+            if page.is_empty() {
+                continue;
             }
-            let results = self.export_chunk(&client, chunk, &joined).await;
-            // The window the idempotence above exists for: sent, not yet recorded.
-            crate::crash_point::crash_point("export-before-confirm");
-            let mut tx = self.store.begin().await?;
-            for ((export, joined), result) in chunk.iter().zip(&joined).zip(results) {
-                match result {
-                    Ok(confirmed) => {
-                        match (export.action, confirmed) {
-                            (ExportAction::Deprovision, _) => {
-                                counts.deletes += 1;
-                                tx.delete_cloud_object(&export.guid).await?;
-                                if tx.ad_object(&export.guid).await?.is_some_and(|o| o.deleted) {
-                                    tx.forget_ad_object(&export.guid).await?;
+            let client = match &mut client {
+                Some(client) => client,
+                None => client.insert(ScimClient::connect(self.scim.clone()).await?),
+            };
+            let guids: Vec<&str> = page.iter().map(|p| p.guid.as_str()).collect();
+            let mut joined_page = self.store.cloud_objects_for(&guids).await?;
+            // Requests of a chunk travel concurrently; their confirmations commit together.
+            for chunk in page.chunks(EXPORT_CONCURRENCY) {
+                let joined: Vec<Option<CloudObject>> = chunk
+                    .iter()
+                    .map(|export| joined_page.remove(&export.guid))
+                    .collect();
+                let results = self.export_chunk(client, chunk, &joined).await;
+                // The window the idempotence above exists for: sent, not yet recorded.
+                crate::crash_point::crash_point("export-before-confirm");
+                let mut tx = self.store.begin().await?;
+                for ((export, joined), result) in chunk.iter().zip(&joined).zip(results) {
+                    match result {
+                        Ok(confirmed) => {
+                            match (export.action, confirmed) {
+                                (ExportAction::Deprovision, _) => {
+                                    counts.deletes += 1;
+                                    tx.delete_cloud_object(&export.guid).await?;
+                                    if tx.ad_object(&export.guid).await?.is_some_and(|o| o.deleted)
+                                    {
+                                        tx.forget_ad_object(&export.guid).await?;
+                                    }
                                 }
-                            }
-                            (action, Some(cloud)) => {
-                                if action == ExportAction::Provision || joined.is_none() {
-                                    counts.adds += 1;
-                                    provisioned += 1;
-                                    pass.joined.push((export.guid.clone(), export.dn.clone()));
-                                } else {
-                                    counts.updates += 1;
+                                (action, Some(cloud)) => {
+                                    if action == ExportAction::Provision || joined.is_none() {
+                                        counts.adds += 1;
+                                        provisioned += 1;
+                                        pass.joined.push((export.guid.clone(), export.dn.clone()));
+                                    } else {
+                                        counts.updates += 1;
+                                    }
+                                    tx.put_cloud_object(&cloud).await?;
                                 }
-                                tx.put_cloud_object(&cloud).await?;
+                                (_, None) => {}
                             }
-                            (_, None) => {}
+                            if completed.contains(&export.guid) {
+                                tx.set_unresolved_refs(&export.guid, false).await?;
+                            }
+                            tx.delete_pending_export(&export.guid).await?;
+                            tx.clear_error(&export.guid).await?;
                         }
-                        if completed.contains(&export.guid) {
-                            tx.set_unresolved_refs(&export.guid, false).await?;
+                        Err(failure) => {
+                            counts.errors += 1;
+                            pass.failed.insert(export.guid.clone());
+                            if export.action == ExportAction::Deprovision {
+                                pass.failed_deletes += 1;
+                            }
+                            let message = failure.to_string();
+                            tracing::warn!(dn = %export.dn, %message, "export failed");
+                            tx.set_error(&export.guid, &export.dn, "export", &message, self.now())
+                                .await?;
                         }
-                        tx.delete_pending_export(&export.guid).await?;
-                        tx.clear_error(&export.guid).await?;
-                    }
-                    Err(failure) => {
-                        counts.errors += 1;
-                        pass.failed.insert(export.guid.clone());
-                        let message = failure.to_string();
-                        tracing::warn!(dn = %export.dn, %message, "export failed");
-                        tx.set_error(&export.guid, &export.dn, "export", &message, self.now())
-                            .await?;
                     }
                 }
+                tx.commit().await?;
+                sent += chunk.len() as u64;
+                self.progress
+                    .step("export", sent, chunk.len() as u64, Some(total));
             }
-            tx.commit().await?;
-            sent += chunk.len() as u64;
-            self.progress.step(
-                "export",
-                sent,
-                chunk.len() as u64,
-                Some(pending.len() as u64),
-            );
+        }
+        if sent == 0 {
+            return Ok(Outcome::Done);
         }
         let mut tx = self.store.begin().await?;
         if deletes > 0 {

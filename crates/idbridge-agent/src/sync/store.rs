@@ -18,15 +18,19 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 const LINKS_MIGRATION: &str = include_str!("../../migrations/common/0002_links.sql");
+const PENDING_ORDER_MIGRATION: &str =
+    include_str!("../../migrations/common/0003_pending_order.sql");
 const SCHEMA: Schema = Schema {
     version_table: "agent_schema",
     sqlite: &[
         (1, include_str!("../../migrations/sqlite/0001_sync.sql")),
         (2, LINKS_MIGRATION),
+        (3, PENDING_ORDER_MIGRATION),
     ],
     postgres: &[
         (1, include_str!("../../migrations/postgres/0001_sync.sql")),
         (2, LINKS_MIGRATION),
+        (3, PENDING_ORDER_MIGRATION),
     ],
 };
 
@@ -192,6 +196,26 @@ fn parse_ad_object(row: &AnyRow) -> Result<AdObject, StoreError> {
         attrs: decode_values(&attrs).map_err(|e| corrupt(&guid, e))?,
         deleted: row.try_get::<i64, _>("deleted")? != 0,
     })
+}
+
+/// The columns of a pending export, as [`parse_pending`] reads them.
+const PENDING_SELECT: &str =
+    "SELECT guid, dn, kind, action, anchor, doc, join_keys, unresolved FROM pending_exports";
+
+/// Where a paged read of the pending exports stopped (see [`SyncStore::pending_exports_after`]).
+#[derive(Clone, Debug)]
+pub struct PendingCursor {
+    kind: String,
+    guid: String,
+}
+
+impl PendingCursor {
+    pub fn after(export: &PendingExport) -> Self {
+        Self {
+            kind: export.kind.name().to_string(),
+            guid: export.guid.clone(),
+        }
+    }
 }
 
 /// Objects per transaction when `ad_links` is filled on upgrade.
@@ -454,28 +478,84 @@ impl SyncStore {
     }
 
     pub async fn pending_exports(&self) -> Result<Vec<PendingExport>, StoreError> {
-        sqlx::query(
-            "SELECT guid, dn, kind, action, anchor, doc, join_keys, unresolved \
-             FROM pending_exports ORDER BY kind DESC, dn",
+        sqlx::query(&format!("{PENDING_SELECT} ORDER BY kind DESC, dn"))
+            .fetch_all(self.db.pool())
+            .await?
+            .iter()
+            .map(parse_pending)
+            .collect()
+    }
+
+    /// Pending exports after `after` (users first, then groups, then contacts; by guid,
+    /// descending, within a kind: the order of the index), `limit` at a time.
+    pub async fn pending_exports_after(
+        &self,
+        after: Option<&PendingCursor>,
+        limit: i64,
+    ) -> Result<Vec<PendingExport>, StoreError> {
+        let sql = match after {
+            None => format!("{PENDING_SELECT} ORDER BY kind DESC, guid DESC LIMIT $1"),
+            Some(_) => format!(
+                "{PENDING_SELECT} WHERE (kind, guid) < ($2, $3) \
+                 ORDER BY kind DESC, guid DESC LIMIT $1"
+            ),
+        };
+        let mut query = sqlx::query(&sql).bind(limit);
+        if let Some(cursor) = after {
+            query = query.bind(&cursor.kind).bind(&cursor.guid);
+        }
+        query
+            .fetch_all(self.db.pool())
+            .await?
+            .iter()
+            .map(parse_pending)
+            .collect()
+    }
+
+    /// The pending exports of these objects (those that still have one), in export order.
+    pub async fn pending_exports_of(
+        &self,
+        guids: &[&str],
+    ) -> Result<Vec<PendingExport>, StoreError> {
+        let mut found = Vec::with_capacity(guids.len());
+        for chunk in guids.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "{PENDING_SELECT} WHERE guid IN ({}) ORDER BY kind DESC, guid",
+                in_list(chunk.len())
+            );
+            for row in bind_all(sqlx::query(&sql), chunk)
+                .fetch_all(self.db.pool())
+                .await?
+            {
+                found.push(parse_pending(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// How many exports are pending, and how many of them are deprovisions.
+    pub async fn pending_export_counts(&self) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS total, \
+             COALESCE(SUM(CASE WHEN action = 'deprovision' THEN 1 ELSE 0 END), 0) AS deletes \
+             FROM pending_exports",
         )
-        .fetch_all(self.db.pool())
-        .await?
-        .iter()
-        .map(parse_pending)
-        .collect()
+        .fetch_one(self.db.pool())
+        .await?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or(0))
+        };
+        Ok((count("total")?, count("deletes")?))
     }
 
     pub async fn pending_export(&self, guid: &str) -> Result<Option<PendingExport>, StoreError> {
-        sqlx::query(
-            "SELECT guid, dn, kind, action, anchor, doc, join_keys, unresolved \
-             FROM pending_exports WHERE guid = $1",
-        )
-        .bind(guid)
-        .fetch_optional(self.db.pool())
-        .await?
-        .as_ref()
-        .map(parse_pending)
-        .transpose()
+        sqlx::query(&format!("{PENDING_SELECT} WHERE guid = $1"))
+            .bind(guid)
+            .fetch_optional(self.db.pool())
+            .await?
+            .as_ref()
+            .map(parse_pending)
+            .transpose()
     }
 
     pub async fn errors(&self) -> Result<Vec<ObjectError>, StoreError> {

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use idbridge_core::{Dn, ObjectGuid, Secret};
 use idbridge_db::{Database, DbError, DbTx, Schema};
-use idbridge_engine::{decode_values, AdObject, CloudKind};
+use idbridge_engine::{decode_values, AdObject, CloudKind, StoredAttributes};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -154,7 +154,6 @@ fn parse_ad_object(row: &AnyRow) -> Result<AdObject, StoreError> {
     let guid: String = row.try_get("guid")?;
     let dn: String = row.try_get("dn")?;
     let attrs: String = row.try_get("attrs")?;
-    let attrs: Value = serde_json::from_str(&attrs).map_err(|e| corrupt(&guid, e))?;
     Ok(AdObject {
         guid: ObjectGuid::parse(&guid).map_err(|e| corrupt(&guid, e))?,
         dn: Dn::parse(&dn).map_err(|e| corrupt(&guid, e))?,
@@ -776,7 +775,7 @@ impl Tx {
         guid: &str,
         mv_type: &str,
         anchor: &str,
-        attrs: &Value,
+        attrs: &StoredAttributes<'_>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO metaverse (guid, mv_type, anchor, attrs) VALUES ($1, $2, $3, $4) \

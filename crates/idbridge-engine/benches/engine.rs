@@ -9,7 +9,7 @@
 //!   compared with what the cloud was last sent.
 //!
 //! Batches are spread over `--threads` workers (default: the available cores). Prints objects
-//! per second per stage and the process's peak memory.
+//! per second and CPU time per stage, and the process's peak memory.
 //!
 //!     cargo bench -p idbridge-engine --bench engine [-- --objects 1000000 --threads 2]
 #![allow(

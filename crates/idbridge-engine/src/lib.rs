@@ -7,7 +7,7 @@ pub mod object;
 pub mod project;
 pub mod scope;
 
-pub use object::{decode_values, encode_values, AdObject, Attributes};
+pub use object::{decode_values, encode_values, AdObject, Attributes, StoredAttributes};
 pub use project::{
     managed_attributes, member_set, project, render, resolve_references, unresolved_references,
     CloudKind, Disposition, OutOfScope, Projection, Rendered, ScimDialect, SyncScope,

@@ -1,12 +1,18 @@
 //! Connector-space objects: what the engine knows of an AD object, and its stored form.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use idbridge_core::{AttrName, Dn, ObjectGuid};
 use idbridge_rules::{AttributeSource, Value};
-use serde_json::{json, Map};
+use serde::de::{
+    DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 
 use crate::scope::AttributeValues;
 
@@ -98,72 +104,211 @@ impl AdObject {
     }
 
     /// The stored form of the attributes; see [`encode_values`].
-    pub fn encode_attrs(&self) -> serde_json::Value {
+    pub fn encode_attrs(&self) -> StoredAttributes<'_> {
         encode_values(&self.attrs)
     }
 }
 
-/// Attribute values as JSON for the store: each value tagged with its type, binary as base64.
-pub fn encode_values(attrs: &Attributes) -> serde_json::Value {
-    let mut map = Map::new();
-    for (name, values) in attrs {
-        let encoded = values
-            .iter()
-            .map(|v| match v {
-                Value::Str(s) => json!({ "s": s }),
-                Value::Bytes(b) => json!({ "b": B64.encode(b) }),
-                Value::Int(i) => json!({ "i": i }),
-                Value::Bool(b) => json!({ "t": b }),
-                Value::Ref(dn) => json!({ "r": dn.to_string() }),
-                Value::DateTime(_) => json!({ "d": v.to_string() }),
-            })
-            .collect();
-        map.insert(name.to_string(), serde_json::Value::Array(encoded));
-    }
-    serde_json::Value::Object(map)
+/// Attributes in their stored form: a JSON object of attribute names to lists of values, each
+/// value tagged with its type (`{"s": text}`, `{"b": base64}`, `{"i": n}`, `{"t": bool}`,
+/// `{"r": DN}`, `{"d": RFC 3339}`). Serialize it, or format it for the JSON text.
+#[derive(Clone, Debug)]
+pub struct StoredAttributes<'a>(pub Cow<'a, Attributes>);
+
+/// The stored form of `attrs`, written straight from them (no JSON tree in between: the import
+/// encodes every object it reads).
+pub fn encode_values(attrs: &Attributes) -> StoredAttributes<'_> {
+    StoredAttributes(Cow::Borrowed(attrs))
 }
 
-fn decode_value(name: &str, v: &serde_json::Value) -> Result<Value, String> {
-    let bad = || format!("{name}: unknown value form {v}");
-    let (tag, inner) = v
-        .as_object()
-        .and_then(|m| m.iter().next())
-        .ok_or_else(bad)?;
-    let text = || inner.as_str().ok_or_else(bad);
-    Ok(match tag.as_str() {
-        "s" => Value::Str(text()?.to_owned()),
-        "b" => Value::Bytes(
-            B64.decode(text()?)
-                .map_err(|e| format!("{name}: bad base64 value: {e}"))?,
-        ),
-        "i" => Value::Int(inner.as_i64().ok_or_else(bad)?),
-        "t" => Value::Bool(inner.as_bool().ok_or_else(bad)?),
-        "r" => Value::Ref(Dn::parse(text()?).map_err(|e| format!("{name}: {e}"))?),
-        "d" => Value::DateTime(
-            time::OffsetDateTime::parse(text()?, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| format!("{name}: {e}"))?,
-        ),
-        _ => return Err(bad()),
-    })
+struct StoredValue<'a>(&'a Value);
+
+impl Serialize for StoredValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        match self.0 {
+            Value::Str(text) => map.serialize_entry("s", text)?,
+            Value::Bytes(b) => map.serialize_entry("b", &B64.encode(b))?,
+            Value::Int(i) => map.serialize_entry("i", i)?,
+            Value::Bool(b) => map.serialize_entry("t", b)?,
+            Value::Ref(dn) => map.serialize_entry("r", &dn.to_string())?,
+            Value::DateTime(_) => map.serialize_entry("d", &self.0.to_string())?,
+        }
+        map.end()
+    }
 }
 
-/// Reads attributes back from [`encode_values`]'s form.
-pub fn decode_values(stored: &serde_json::Value) -> Result<Attributes, String> {
-    let map = stored
-        .as_object()
-        .ok_or("attributes are not a JSON object")?;
-    let mut attrs = Attributes::new();
-    for (name, values) in map {
-        let list = values
-            .as_array()
-            .ok_or_else(|| format!("{name}: values are not a list"))?;
-        let decoded = list
-            .iter()
-            .map(|v| decode_value(name, v))
-            .collect::<Result<_, _>>()?;
-        attrs.insert(AttrName::new(name.as_str()), decoded);
+/// A list of values, serialized without collecting it first.
+struct StoredList<'a>(&'a [Value]);
+
+impl Serialize for StoredList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(StoredValue))
     }
-    Ok(attrs)
+}
+
+impl Serialize for StoredAttributes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            self.0
+                .iter()
+                .map(|(name, values)| (name.as_str(), StoredList(values))),
+        )
+    }
+}
+
+/// The JSON text, as the store keeps it.
+impl fmt::Display for StoredAttributes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_string(self).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+/// Reads attributes back from the JSON text of [`encode_values`]'s form, without building a
+/// JSON tree first: synchronization decodes every object it projects.
+pub fn decode_values(stored: &str) -> Result<Attributes, String> {
+    let mut de = serde_json::Deserializer::from_str(stored);
+    de.deserialize_map(AttributesVisitor)
+        .and_then(|attrs| de.end().map(|()| attrs))
+        .map_err(|e| e.to_string())
+}
+
+struct AttributesVisitor;
+
+impl<'de> Visitor<'de> for AttributesVisitor {
+    type Value = Attributes;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("attributes as a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
+        // Collected first: the map is built in one go from the (stored sorted) names.
+        let mut attrs = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(name) = map.next_key::<String>()? {
+            let values = map.next_value_seed(ValuesSeed(&name))?;
+            attrs.push((AttrName::new(name), values));
+        }
+        Ok(attrs.into_iter().collect())
+    }
+}
+
+/// The list of values of the attribute named `0` (for errors).
+struct ValuesSeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for ValuesSeed<'_> {
+    type Value = Vec<Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Value>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValuesSeed<'_> {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: a list of values", self.0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+        while let Some(value) = seq.next_element_seed(ValueSeed(self.0))? {
+            values.push(value);
+        }
+        Ok(values)
+    }
+}
+
+/// A stored value's type tag.
+enum Tag {
+    Str,
+    Bytes,
+    Int,
+    Bool,
+    Ref,
+    DateTime,
+}
+
+/// Reads a [`Tag`] of the attribute named `0` without allocating.
+struct TagSeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for TagSeed<'_> {
+    type Value = Tag;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Tag, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for TagSeed<'_> {
+    type Value = Tag;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: a type tag", self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, tag: &str) -> Result<Tag, E> {
+        Ok(match tag {
+            "s" => Tag::Str,
+            "b" => Tag::Bytes,
+            "i" => Tag::Int,
+            "t" => Tag::Bool,
+            "r" => Tag::Ref,
+            "d" => Tag::DateTime,
+            _ => return Err(E::custom(format!("{}: unknown value form {tag:?}", self.0))),
+        })
+    }
+}
+
+/// One tagged value of the attribute named `0`.
+struct ValueSeed<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: a value tagged with its type", self.0)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let name = self.0;
+        let bad = |why: &dyn fmt::Display| A::Error::custom(format!("{name}: {why}"));
+        let Some(tag) = map.next_key_seed(TagSeed(name))? else {
+            return Err(bad(&"a value without its type tag"));
+        };
+        let mut text = || map.next_value::<String>();
+        let value = match tag {
+            Tag::Str => Value::Str(text()?),
+            Tag::Bytes => Value::Bytes(
+                B64.decode(text()?)
+                    .map_err(|e| bad(&format_args!("bad base64 value: {e}")))?,
+            ),
+            Tag::Ref => Value::Ref(Dn::parse(&text()?).map_err(|e| bad(&e))?),
+            Tag::DateTime => Value::DateTime(
+                time::OffsetDateTime::parse(
+                    &text()?,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|e| bad(&e))?,
+            ),
+            Tag::Int => Value::Int(map.next_value()?),
+            Tag::Bool => Value::Bool(map.next_value()?),
+        };
+        if map.next_key::<IgnoredAny>()?.is_some() {
+            return Err(bad(&"a value has exactly one type tag"));
+        }
+        Ok(value)
+    }
 }
 
 impl AttributeSource for AdObject {
@@ -215,19 +360,47 @@ mod tests {
                 ("objectGUID", Value::Bytes(vec![0, 255, 10])),
             ],
         );
-        assert_eq!(decode_values(&o.encode_attrs()).unwrap(), o.attrs);
+        let text = o.encode_attrs().to_string();
+        assert_eq!(
+            text,
+            r#"{"displayName":[{"s":"Jäck 𝄞"}],"objectGUID":[{"b":"AP8K"}]}"#
+        );
+        assert_eq!(decode_values(&text).unwrap(), o.attrs);
+        let when = time::macros::datetime!(2024-01-31 12:05:06 UTC);
         let typed: Attributes = [
             ("a", Value::Int(-3)),
             ("b", Value::Bool(true)),
             ("c", Value::Ref(Dn::parse("CN=Boss,DC=lab").unwrap())),
+            ("d", Value::DateTime(when)),
         ]
         .into_iter()
         .map(|(k, v)| (AttrName::from(k), vec![v]))
         .collect();
-        assert_eq!(decode_values(&encode_values(&typed)).unwrap(), typed);
-        assert!(decode_values(&json!({"x": [{"q": 1}]})).is_err());
-        assert!(decode_values(&json!({"x": [{"b": "!!"}]})).is_err());
-        assert!(decode_values(&json!({"x": [7]})).is_err());
+        let text = encode_values(&typed).to_string();
+        assert_eq!(
+            text,
+            r#"{"a":[{"i":-3}],"b":[{"t":true}],"c":[{"r":"CN=Boss,DC=lab"}],"d":[{"d":"2024-01-31T12:05:06Z"}]}"#
+        );
+        assert_eq!(decode_values(&text).unwrap(), typed);
+        // The JSON tree's serializer writes the same form.
+        let tree = serde_json::to_value(encode_values(&typed)).unwrap();
+        assert_eq!(decode_values(&tree.to_string()).unwrap(), typed);
+        for bad in [
+            r#"{"x": [{"q": 1}]}"#,
+            r#"{"x": [{"b": "!!"}]}"#,
+            r#"{"x": [7]}"#,
+            r#"{"x": [{}]}"#,
+            r#"{"x": [{"s": "a", "t": true}]}"#,
+            r#"{"x": {"s": "a"}}"#,
+            r#"{"x": [{"s": "a"}]} trailing"#,
+            r#"[]"#,
+        ] {
+            let err = decode_values(bad).unwrap_err();
+            assert!(!err.is_empty(), "{bad}");
+        }
+        assert!(decode_values(r#"{"x": [{"q": 1}]}"#)
+            .unwrap_err()
+            .starts_with("x: unknown value form"));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Projection: one AD object through scope, inbound rules (-> metaverse) and outbound rules
 //! (-> the cloud object it should be), and the rendering of that cloud object as SCIM JSON.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use idbridge_core::{AttrName, Dn};
-use idbridge_rules::{FlowResult, RuleSet, Value, CLOUD};
+use idbridge_rules::{Direction, RuleSet, Value, CLOUD};
 use serde_json::{json, Map};
 
 use crate::object::{AdObject, Attributes};
@@ -163,7 +163,8 @@ pub struct Projection {
     /// The source anchor (base64), the cloud object's `immutableId`.
     pub anchor: String,
     pub metaverse: Attributes,
-    pub cloud: FlowResult,
+    /// The cloud attributes by SCIM path.
+    pub cloud: Attributes,
     /// Rules that fired, inbound then outbound.
     pub fired: Vec<String>,
     /// Join conditions in order (hard match first): cloud attribute path and the value to match.
@@ -192,14 +193,10 @@ impl Projection {
 
     /// The AD objects the cloud object refers to (manager, members).
     pub fn references(&self) -> impl Iterator<Item = &Dn> {
-        self.cloud
-            .attributes
-            .values()
-            .flat_map(|f| &f.values)
-            .filter_map(|v| match v {
-                Value::Ref(dn) => Some(dn),
-                _ => None,
-            })
+        self.cloud.values().flatten().filter_map(|v| match v {
+            Value::Ref(dn) => Some(dn),
+            _ => None,
+        })
     }
 }
 
@@ -208,6 +205,8 @@ pub enum Disposition {
     OutOfScope(OutOfScope),
     InScope(Box<Projection>),
 }
+
+const SOURCE_ANCHOR: AttrName = AttrName::from_static("sourceAnchor");
 
 /// Runs `object` through scope and rules. `pilot_members` holds the normalized DNs of the pilot
 /// group's members when a pilot group is configured. An error names the rule and attribute.
@@ -233,18 +232,14 @@ pub fn project(
         return out(OutOfScope::NotInPilotGroup);
     }
     let inbound = rules
-        .evaluate_inbound(&object.class, object)
+        .values(Direction::Inbound, &object.class, object)
         .map_err(|e| e.to_string())?;
     let Some(mv_type) = inbound.to else {
         return out(OutOfScope::NoRule);
     };
-    let metaverse: Attributes = inbound
-        .attributes
-        .into_iter()
-        .map(|(name, flowed)| (name, flowed.values))
-        .collect();
+    let metaverse = inbound.attributes;
     let cloud = rules
-        .evaluate_outbound(&mv_type, &metaverse)
+        .values(Direction::Outbound, &mv_type, &metaverse)
         .map_err(|e| e.to_string())?;
     let Some(kind) = cloud.to.as_deref().and_then(CloudKind::parse) else {
         return out(OutOfScope::NoRule);
@@ -252,15 +247,12 @@ pub fn project(
     if !scope.dialect.offers(kind) {
         return out(OutOfScope::NotOffered(kind));
     }
-    let anchor = match metaverse
-        .get(&AttrName::from("sourceAnchor"))
-        .and_then(|v| v.first())
-    {
+    let anchor = match metaverse.get(&SOURCE_ANCHOR).and_then(|v| v.first()) {
         Some(Value::Str(s)) if !s.is_empty() => s.clone(),
         _ => return Err("the object has no source anchor (sourceAnchor is empty)".into()),
     };
     let join = rules
-        .rules_for(idbridge_rules::Direction::Outbound, &mv_type)
+        .rules_for(Direction::Outbound, &mv_type)
         .flat_map(|r| r.join())
         .filter_map(|c| {
             let value = metaverse.get(&c.metaverse)?.first()?;
@@ -268,13 +260,13 @@ pub fn project(
         })
         .collect();
     let mut fired = inbound.fired;
-    fired.extend(cloud.fired.iter().cloned());
+    fired.extend(cloud.fired);
     Ok(Disposition::InScope(Box::new(Projection {
         mv_type,
         kind,
         anchor,
         metaverse,
-        cloud,
+        cloud: cloud.attributes,
         fired,
         join,
     })))
@@ -391,39 +383,32 @@ pub fn render(
     let kind = projection.kind;
     let mut doc = Map::new();
     let mut unresolved = Vec::new();
-    for (target, flowed) in &projection.cloud.attributes {
-        if !dialect.carries(kind, target.as_str()) {
+    let mut rendered = |v: &Value| match v {
+        Value::Ref(dn) => match resolve(dn) {
+            Some(id) => json!({ "value": id }),
+            None => {
+                unresolved.push(dn.clone());
+                json!({ UNRESOLVED_REFERENCE: dn.normalized() })
+            }
+        },
+        other => to_json(other),
+    };
+    for (target, values) in &projection.cloud {
+        let path = target.as_str();
+        if !dialect.carries(kind, path) {
             continue;
         }
         let multi = CLOUD
             .iter()
-            .find(|d| d.name.eq_ignore_ascii_case(target.as_str()))
+            .find(|d| d.name.eq_ignore_ascii_case(path))
             .is_some_and(|d| d.multi);
-        let mut values = Vec::with_capacity(flowed.values.len());
-        for v in &flowed.values {
-            match v {
-                Value::Ref(dn) => match resolve(dn) {
-                    Some(id) => values.push(json!({ "value": id })),
-                    None => {
-                        values.push(json!({ UNRESOLVED_REFERENCE: dn.normalized() }));
-                        unresolved.push(dn.clone());
-                    }
-                },
-                other => values.push(to_json(other)),
-            }
-        }
-        let value = if multi {
-            if values.is_empty() {
-                continue;
-            }
-            serde_json::Value::Array(values)
-        } else {
-            match values.into_iter().next() {
-                Some(v) => v,
-                None => continue,
-            }
+        // A single-valued target has at most one value: the rules are type-checked.
+        let value = match values.as_slice() {
+            [] => continue,
+            values if multi => serde_json::Value::Array(values.iter().map(&mut rendered).collect()),
+            [first, ..] => rendered(first),
         };
-        set_path(&mut doc, target.as_str(), value);
+        set_path(&mut doc, path, value);
     }
     let mut schemas = vec![kind.core_schema()];
     if doc.contains_key(ENTERPRISE_SCHEMA) {
@@ -431,8 +416,8 @@ pub fn render(
     }
     match dialect {
         ScimDialect::Idbridge => {
-            let sync = doc.entry(kind.sync_schema()).or_insert_with(|| json!({}));
-            if let Some(ext) = sync.as_object_mut() {
+            let sync = child(&mut doc, kind.sync_schema(), json!({}));
+            if let Some(ext) = sync.and_then(serde_json::Value::as_object_mut) {
                 ext.insert("source".into(), json!("on_premises"));
                 ext.insert("immutableId".into(), json!(projection.anchor));
             }
@@ -465,13 +450,10 @@ fn to_json(v: &Value) -> serde_json::Value {
 fn set_path(doc: &mut Map<String, serde_json::Value>, path: &str, value: serde_json::Value) {
     let (container, rest) = match path.strip_prefix("urn:") {
         Some(_) => match path.rsplit_once(':') {
-            Some((urn, rest)) => {
-                let ext = doc.entry(urn).or_insert_with(|| json!({}));
-                match ext.as_object_mut() {
-                    Some(ext) => (ext, rest),
-                    None => return,
-                }
-            }
+            Some((urn, rest)) => match child(doc, urn, json!({})).and_then(|e| e.as_object_mut()) {
+                Some(ext) => (ext, rest),
+                None => return,
+            },
             None => return,
         },
         None => (doc, path),
@@ -485,8 +467,7 @@ fn set_path(doc: &mut Map<String, serde_json::Value>, path: &str, value: serde_j
             .split_once(" eq ")
             .map(|(_, v)| v.trim().trim_matches('"'))
             .unwrap_or_default();
-        let list = container.entry(attr).or_insert_with(|| json!([]));
-        let Some(list) = list.as_array_mut() else {
+        let Some(list) = child(container, attr, json!([])).and_then(|l| l.as_array_mut()) else {
             return;
         };
         if let Some(element) = list
@@ -506,16 +487,25 @@ fn set_path(doc: &mut Map<String, serde_json::Value>, path: &str, value: serde_j
             list.push(serde_json::Value::Object(element));
         }
     } else if let Some((attr, sub)) = rest.split_once('.') {
-        if let Some(parent) = container
-            .entry(attr)
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-        {
+        if let Some(parent) = child(container, attr, json!({})).and_then(|p| p.as_object_mut()) {
             parent.insert(sub.into(), value);
         }
     } else {
         container.insert(rest.into(), value);
     }
+}
+
+/// The value at `key`, `empty` put there first when there is none; unlike `Map::entry`, it
+/// allocates the key only then.
+fn child<'m>(
+    map: &'m mut Map<String, serde_json::Value>,
+    key: &str,
+    empty: serde_json::Value,
+) -> Option<&'m mut serde_json::Value> {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), empty);
+    }
+    map.get_mut(key)
 }
 
 /// Normalized DNs of a group's direct members (for the pilot-group scope).
@@ -535,17 +525,14 @@ pub fn member_set(group: &AdObject) -> HashSet<String> {
 
 /// Top-level attribute names of a rendered document that the sync manages (for PATCH).
 pub fn managed_attributes(docs: &[&serde_json::Value]) -> Vec<String> {
-    let mut names: BTreeMap<String, ()> = BTreeMap::new();
-    for doc in docs {
-        if let Some(map) = doc.as_object() {
-            for key in map.keys() {
-                if !matches!(key.as_str(), "schemas" | "id" | "meta") {
-                    names.insert(key.clone(), ());
-                }
-            }
-        }
-    }
-    names.into_keys().collect()
+    let names: BTreeSet<&str> = docs
+        .iter()
+        .filter_map(|doc| doc.as_object())
+        .flat_map(|map| map.keys())
+        .map(String::as_str)
+        .filter(|key| !matches!(*key, "schemas" | "id" | "meta"))
+        .collect();
+    names.into_iter().map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -802,5 +789,93 @@ mod tests {
             project(&rules, &staff_scope(), &o, None).unwrap(),
             Disposition::OutOfScope(OutOfScope::NoRule)
         );
+    }
+
+    fn group() -> AdObject {
+        let s = |v: &str| Value::Str(v.into());
+        let dn = "CN=Team,OU=Staff,DC=lab";
+        AdObject {
+            guid: ObjectGuid::from_bytes(&[9; 16]).unwrap(),
+            dn: Dn::parse(dn).unwrap(),
+            class: "group".into(),
+            attrs: [
+                ("cn", vec![s("Team")]),
+                ("description", vec![s("The team")]),
+                ("sAMAccountName", vec![s("team")]),
+                (
+                    "member",
+                    vec![s("CN=Boss,OU=Staff,DC=lab"), s("CN=Jack,OU=Staff,DC=lab")],
+                ),
+                ("objectGUID", vec![Value::Bytes(vec![9; 16])]),
+                ("distinguishedName", vec![s(dn)]),
+            ]
+            .into_iter()
+            .map(|(k, v)| (AttrName::from(k), v))
+            .collect(),
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn rendered_documents_are_stable() {
+        // Pinned: what the cloud is sent must not change with how it is computed.
+        let boss = |dn: &Dn| (dn.rdn()?.value() == "Boss").then(|| "boss-id".to_string());
+        let mut rich = jack("CN=Jack,OU=Staff,DC=lab");
+        for (name, values) in [
+            ("telephoneNumber", vec!["+49 30 1"]),
+            ("mobile", vec!["+49 170 1"]),
+            ("department", vec!["Sales"]),
+            ("employeeID", vec!["E1"]),
+            ("company", vec!["Lab"]),
+            ("title", vec!["Boss of nothing"]),
+            ("sAMAccountName", vec!["jack"]),
+            (
+                "proxyAddresses",
+                vec!["SMTP:jack@lab.test", "smtp:j@lab.test"],
+            ),
+        ] {
+            let values = values.into_iter().map(|v| Value::Str(v.into())).collect();
+            rich.attrs.insert(AttrName::from(name), values);
+        }
+        let cases = [
+            (projected(&rich), ScimDialect::Idbridge),
+            (
+                projected(&jack("CN=Jack,OU=Staff,DC=lab")),
+                ScimDialect::Core,
+            ),
+            (
+                projected(&contact(Some("c@example.invalid"))),
+                ScimDialect::Idbridge,
+            ),
+            (projected(&group()), ScimDialect::Idbridge),
+            (projected(&group()), ScimDialect::Core),
+        ];
+        let expected = [
+            (
+                r#"{"active":true,"displayName":"Jack Smith","emails":[{"primary":true,"type":"work","value":"jack@lab.test"}],"name":{"familyName":"Smith","givenName":"Jack"},"phoneNumbers":[{"primary":true,"type":"mobile","value":"+49 170 1"},{"type":"work","value":"+49 30 1"}],"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User","urn:idbridge:params:scim:schemas:extension:sync:2.0:User"],"title":"Boss of nothing","urn:idbridge:params:scim:schemas:extension:sync:2.0:User":{"immutableId":"AQEBAQEBAQEBAQEBAQEBAQ==","onPremisesDistinguishedName":"CN=Jack,OU=Staff,DC=lab","onPremisesSamAccountName":"jack","proxyAddresses":["SMTP:jack@lab.test","smtp:j@lab.test"],"source":"on_premises"},"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Sales","employeeNumber":"E1","manager":{"value":"boss-id"},"organization":"Lab"},"userName":"jack@lab.test"}"#,
+                false,
+            ),
+            (
+                r#"{"active":true,"displayName":"Jack Smith","emails":[{"primary":true,"type":"work","value":"jack@lab.test"}],"externalId":"AQEBAQEBAQEBAQEBAQEBAQ==","name":{"familyName":"Smith","givenName":"Jack"},"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"manager":{"value":"boss-id"}},"userName":"jack@lab.test"}"#,
+                false,
+            ),
+            (
+                r#"{"companyName":"Example Ltd","displayName":"Lab Contact","emails":[{"primary":true,"type":"work","value":"c@example.invalid"}],"schemas":["urn:idbridge:params:scim:schemas:core:2.0:Contact","urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact"],"urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact":{"immutableId":"BwcHBwcHBwcHBwcHBwcHBw==","onPremisesDistinguishedName":"CN=Lab Contact,OU=Staff,DC=lab","source":"on_premises"}}"#,
+                false,
+            ),
+            (
+                r#"{"displayName":"Team","members":[{"value":"boss-id"},{"idbridge:unresolvedReference":"cn=jack,ou=staff,dc=lab"}],"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group","urn:idbridge:params:scim:schemas:extension:sync:2.0:Group"],"urn:idbridge:params:scim:schemas:extension:sync:2.0:Group":{"description":"The team","immutableId":"CQkJCQkJCQkJCQkJCQkJCQ==","onPremisesDistinguishedName":"CN=Team,OU=Staff,DC=lab","onPremisesSamAccountName":"team","source":"on_premises"}}"#,
+                true,
+            ),
+            (
+                r#"{"displayName":"Team","externalId":"CQkJCQkJCQkJCQkJCQkJCQ==","members":[{"value":"boss-id"},{"idbridge:unresolvedReference":"cn=jack,ou=staff,dc=lab"}],"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"]}"#,
+                true,
+            ),
+        ];
+        for ((p, dialect), (doc, unresolved)) in cases.iter().zip(expected) {
+            let r = render(p, *dialect, &boss);
+            assert_eq!(r.doc.to_string(), doc);
+            assert_eq!(!r.unresolved.is_empty(), unresolved, "{doc}");
+        }
     }
 }

@@ -145,6 +145,12 @@ pub const AD: &[AttrDef] = &[
     one("employeeNumber", Text),
     one("employeeType", Text),
     one("extensionAttribute1", Text),
+    one("extensionAttribute10", Text),
+    one("extensionAttribute11", Text),
+    one("extensionAttribute12", Text),
+    one("extensionAttribute13", Text),
+    one("extensionAttribute14", Text),
+    one("extensionAttribute15", Text),
     one("extensionAttribute2", Text),
     one("extensionAttribute3", Text),
     one("extensionAttribute4", Text),
@@ -153,12 +159,6 @@ pub const AD: &[AttrDef] = &[
     one("extensionAttribute7", Text),
     one("extensionAttribute8", Text),
     one("extensionAttribute9", Text),
-    one("extensionAttribute10", Text),
-    one("extensionAttribute11", Text),
-    one("extensionAttribute12", Text),
-    one("extensionAttribute13", Text),
-    one("extensionAttribute14", Text),
-    one("extensionAttribute15", Text),
     one("facsimileTelephoneNumber", Text),
     one("givenName", Text),
     one("groupType", Int),
@@ -178,8 +178,8 @@ pub const AD: &[AttrDef] = &[
     one("mS-DS-ConsistencyGuid", Binary),
     one("msExchHideFromAddressLists", Bool),
     one("name", Text),
-    one("objectGUID", Binary),
     many("objectClass", Text),
+    one("objectGUID", Binary),
     one("objectSid", Binary),
     many("otherMobile", Text),
     many("otherTelephone", Text),
@@ -249,23 +249,6 @@ pub const CLOUD: &[AttrDef] = &[
     one("phoneNumbers[type eq \"mobile\"].value", Text),
     one("phoneNumbers[type eq \"work\"].value", Text),
     one("title", Text),
-    one("userName", Text),
-    one(
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
-        Text,
-    ),
-    one(
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
-        Text,
-    ),
-    one(
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
-        DnRef,
-    ),
-    one(
-        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:organization",
-        Text,
-    ),
     one(
         "urn:idbridge:params:scim:schemas:extension:sync:2.0:Contact:immutableId",
         Text,
@@ -314,6 +297,23 @@ pub const CLOUD: &[AttrDef] = &[
         "urn:idbridge:params:scim:schemas:extension:sync:2.0:User:proxyAddresses",
         Text,
     ),
+    one(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+        Text,
+    ),
+    one(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
+        Text,
+    ),
+    one(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+        DnRef,
+    ),
+    one(
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:organization",
+        Text,
+    ),
+    one("userName", Text),
 ];
 
 /// Case-insensitive lookup (LDAP and SCIM attribute names are case-insensitive).
@@ -359,6 +359,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use idbridge_core::AttrName;
+
     use super::*;
 
     #[test]
@@ -391,5 +393,21 @@ mod tests {
         assert_eq!(suggest(names.clone(), "givnName"), Some("givenName"));
         assert_eq!(suggest(names, "zzzzzz"), None);
         assert!(lookup(AD, "USERACCOUNTCONTROL").is_some());
+    }
+
+    #[test]
+    fn catalogs_are_sorted_as_names_order() {
+        // Evaluation collects its outcome in catalog order: sorted, it builds the map in one pass.
+        for catalog in [AD, METAVERSE, CLOUD] {
+            for pair in catalog.windows(2) {
+                let [a, b] = pair else { continue };
+                assert!(
+                    AttrName::from_static(a.name) < AttrName::from_static(b.name),
+                    "{} before {}",
+                    a.name,
+                    b.name
+                );
+            }
+        }
     }
 }

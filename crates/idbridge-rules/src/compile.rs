@@ -25,15 +25,33 @@ impl Node {
                 .get(name)
                 .unwrap_or_default()
                 .iter()
-                .map(|v| {
-                    syntax
-                        .coerce(v)
-                        .map_err(|e| format!("attribute {name}: {e}"))
-                })
+                .map(|v| coerce(name, *syntax, v))
                 .collect(),
             Node::Call(func, args) => (func.eval)(&Args { nodes: args, src }),
         }
     }
+
+    /// The first value of [`Self::eval`], without collecting the list: what a single-valued
+    /// argument reads. Fails where `eval` fails.
+    pub(crate) fn first(&self, src: &dyn AttributeSource) -> Result<Option<Value>, String> {
+        match self {
+            Node::Lit(v) => Ok(v.first().cloned()),
+            Node::Attr(name, syntax) => {
+                let mut first = None;
+                for v in src.get(name).unwrap_or_default() {
+                    first.get_or_insert(coerce(name, *syntax, v)?);
+                }
+                Ok(first)
+            }
+            Node::Call(..) => Ok(self.eval(src)?.into_iter().next()),
+        }
+    }
+}
+
+fn coerce(name: &AttrName, syntax: Syntax, v: &Value) -> Result<Value, String> {
+    syntax
+        .coerce(v)
+        .map_err(|e| format!("attribute {name}: {e}"))
 }
 
 /// A compile error at a byte span of the expression.
@@ -52,7 +70,10 @@ pub(crate) fn compile(
         Ast::Bool(b, _) => Some((Node::Lit(vec![Value::Bool(*b)]), Type::one(Ty::Bool))),
         Ast::Null(_) => Some((Node::Lit(Vec::new()), Type::one(Ty::Any))),
         Ast::Attr(name, span) => match catalog::lookup(catalog, name) {
-            Some(def) => Some((Node::Attr(AttrName::from(def.name), def.syntax), def.ty())),
+            Some(def) => Some((
+                Node::Attr(AttrName::from_static(def.name), def.syntax),
+                def.ty(),
+            )),
             None => {
                 let hint = catalog::suggest(catalog.iter().map(|d| d.name), name)
                     .map(|s| format!(" (did you mean [{s}]?)"))
@@ -176,6 +197,25 @@ mod tests {
                 }
             } else {
                 prop_assert!(!errors.is_empty());
+            }
+        }
+
+        #[test]
+        fn first_is_the_first_value_or_the_same_error(
+            code in expr(),
+            mut obj in object(),
+            extra in any::<bool>(),
+        ) {
+            if extra {
+                // A second value, not of every attribute's syntax: errors must not change.
+                for values in obj.values_mut() {
+                    values.push(Value::Str("x".to_string()));
+                }
+            }
+            let ast = syntax::parse(&code).unwrap();
+            if let Some((node, _)) = compile(&ast, AD, &mut Vec::new()) {
+                let all = node.eval(&obj).map(|v| v.into_iter().next());
+                prop_assert_eq!(node.first(&obj), all, "{}", code);
             }
         }
     }

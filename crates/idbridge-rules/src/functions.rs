@@ -82,7 +82,7 @@ impl Args<'_> {
             .map_or(Ok(Vec::new()), |n| n.eval(self.src))
     }
     fn one(&self, i: usize) -> Result<Option<Value>, String> {
-        Ok(self.all(i)?.into_iter().next())
+        self.nodes.get(i).map_or(Ok(None), |n| n.first(self.src))
     }
     fn text(&self, i: usize) -> Result<Option<String>, String> {
         match self.one(i)? {

@@ -101,6 +101,8 @@ impl Direction {
 #[derive(Debug)]
 struct Flow {
     target: AttrName,
+    /// The target's position in its direction's catalog: where evaluation keeps its value.
+    slot: usize,
     expr: Node,
 }
 
@@ -162,14 +164,26 @@ pub struct FlowedValue {
     pub rule: String,
 }
 
-/// The result of applying a direction's rules to one object.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FlowResult {
+/// The result of applying a direction's rules to one object. Each target's outcome is a
+/// [`FlowedValue`] naming its rule, or with [`RuleSet::values`] just the values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowResult<V = FlowedValue> {
     /// Target object type, `None` when no rule was in scope (the object is not synced).
     pub to: Option<String>,
     /// In-scope rules, in precedence order (for `sync preview`).
     pub fired: Vec<String>,
-    pub attributes: BTreeMap<AttrName, FlowedValue>,
+    pub attributes: BTreeMap<AttrName, V>,
+}
+
+// Not derived: that would ask `V: Default`.
+impl<V> Default for FlowResult<V> {
+    fn default() -> Self {
+        Self {
+            to: None,
+            fired: Vec::new(),
+            attributes: BTreeMap::new(),
+        }
+    }
 }
 
 /// A loaded, checked and compiled rules file.
@@ -257,7 +271,12 @@ impl RuleSet {
         object_class: &str,
         source: &dyn AttributeSource,
     ) -> Result<FlowResult, EvalError> {
-        self.evaluate(Direction::Inbound, object_class, source)
+        self.evaluate(Direction::Inbound, object_class, source, |values, rule| {
+            FlowedValue {
+                values,
+                rule: rule.name.clone(),
+            }
+        })
     }
 
     /// Applies the outbound rules for a metaverse object of type `metaverse_type`.
@@ -266,44 +285,72 @@ impl RuleSet {
         metaverse_type: &str,
         source: &dyn AttributeSource,
     ) -> Result<FlowResult, EvalError> {
-        self.evaluate(Direction::Outbound, metaverse_type, source)
+        self.evaluate(
+            Direction::Outbound,
+            metaverse_type,
+            source,
+            |values, rule| FlowedValue {
+                values,
+                rule: rule.name.clone(),
+            },
+        )
+    }
+
+    /// What [`Self::evaluate_inbound`] or [`Self::evaluate_outbound`] flow, without naming
+    /// the rule of each value: what synchronization keeps, one string copy per value less.
+    pub fn values(
+        &self,
+        direction: Direction,
+        object_type: &str,
+        source: &dyn AttributeSource,
+    ) -> Result<FlowResult<Vec<Value>>, EvalError> {
+        self.evaluate(direction, object_type, source, |values, _| values)
     }
 
     /// Every in-scope rule fires; for each target, the first (lowest precedence number)
     /// in-scope rule flowing it wins, even when its value is empty. Overridden flows are
-    /// not evaluated.
-    fn evaluate(
+    /// not evaluated. `outcome` makes a target's entry from its values and rule.
+    fn evaluate<V>(
         &self,
         direction: Direction,
         object_type: &str,
         src: &dyn AttributeSource,
-    ) -> Result<FlowResult, EvalError> {
-        let mut out = FlowResult::default();
+        outcome: impl Fn(Vec<Value>, &Rule) -> V,
+    ) -> Result<FlowResult<V>, EvalError> {
+        let catalog = direction.targets();
+        // One slot per catalog attribute: precedence is decided without comparing names.
+        let mut slots: Vec<Option<(&AttrName, V)>> = std::iter::repeat_with(|| None)
+            .take(catalog.len())
+            .collect();
+        let (mut to, mut fired) = (None, Vec::new());
         for rule in self.rules_for(direction, object_type) {
             if !rule.in_scope(src)? {
                 continue;
             }
-            out.to = Some(rule.to.clone());
-            out.fired.push(rule.name.clone());
+            to = Some(rule.to.clone());
+            fired.push(rule.name.clone());
             for flow in &rule.flows {
-                if out.attributes.contains_key(&flow.target) {
+                let Some(slot @ None) = slots.get_mut(flow.slot) else {
                     continue;
-                }
+                };
                 let values = flow.expr.eval(src).map_err(|message| EvalError {
                     rule: rule.name.clone(),
                     target: Some(flow.target.to_string()),
                     message,
                 })?;
-                out.attributes.insert(
-                    flow.target.clone(),
-                    FlowedValue {
-                        values,
-                        rule: rule.name.clone(),
-                    },
-                );
+                *slot = Some((&flow.target, outcome(values, rule)));
             }
         }
-        Ok(out)
+        let attributes = slots
+            .into_iter()
+            .flatten()
+            .map(|(target, value)| (target.clone(), value))
+            .collect();
+        Ok(FlowResult {
+            to,
+            fired,
+            attributes,
+        })
     }
 }
 
@@ -409,10 +456,15 @@ impl Loader<'_> {
     ) -> Vec<Flow> {
         let mut out: Vec<Flow> = Vec::new();
         for (key, expr) in flows {
-            let Some(def) = self.attribute(direction.targets(), key, "target") else {
+            let catalog = direction.targets();
+            let Some(def) = self.attribute(catalog, key, "target") else {
                 continue;
             };
-            let target = AttrName::from(def.name);
+            let slot = catalog
+                .iter()
+                .position(|d| std::ptr::eq(d, def))
+                .unwrap_or_default();
+            let target = AttrName::from_static(def.name);
             if out.iter().any(|f| f.target == target) {
                 self.error(
                     key.span().start,
@@ -422,7 +474,11 @@ impl Loader<'_> {
             }
             let what = format!("flow to {}", def.name);
             if let Some(node) = self.expr(direction, expr, def.ty(), &what) {
-                out.push(Flow { target, expr: node });
+                out.push(Flow {
+                    target,
+                    slot,
+                    expr: node,
+                });
             }
         }
         out
@@ -459,8 +515,8 @@ impl Loader<'_> {
                 continue;
             }
             out.push(JoinCondition {
-                metaverse: AttrName::from(mv.name),
-                cloud: AttrName::from(cloud.name),
+                metaverse: AttrName::from_static(mv.name),
+                cloud: AttrName::from_static(cloud.name),
             });
         }
         out

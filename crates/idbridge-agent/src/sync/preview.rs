@@ -1,9 +1,11 @@
 //! `idbridge sync preview`: what an export would send, for everything or for one object, without
 //! sending anything.
 
+use std::borrow::Cow;
+
 use idbridge_core::{Dn, ObjectGuid};
 use idbridge_engine::{
-    encode_values, member_set, project, render, resolve_references, Disposition,
+    member_set, project, render, resolve_references, Disposition, StoredAttributes,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -20,7 +22,7 @@ pub struct ObjectPreview {
     /// `in scope`, or why not.
     pub scope: String,
     pub rules_fired: Vec<String>,
-    pub metaverse: Value,
+    pub metaverse: Option<StoredAttributes<'static>>,
     /// The cloud resource the rules produce now (references resolved where the target exists).
     pub cloud: Option<Value>,
     pub unresolved_references: Vec<String>,
@@ -66,7 +68,7 @@ impl SyncContext {
             class: object.class.clone(),
             scope: "in scope".into(),
             rules_fired: Vec::new(),
-            metaverse: Value::Null,
+            metaverse: None,
             cloud: None,
             unresolved_references: Vec::new(),
             pending_export: self.store.pending_export(&guid).await?,
@@ -84,8 +86,9 @@ impl SyncContext {
                 let rendered = render(&projection, self.scope.dialect, &|dn: &Dn| {
                     cloud_ids.get(dn.normalized()).cloned()
                 });
-                preview.rules_fired = projection.fired.clone();
-                preview.metaverse = encode_values(&projection.metaverse);
+                let projection = *projection;
+                preview.rules_fired = projection.fired;
+                preview.metaverse = Some(StoredAttributes(Cow::Owned(projection.metaverse)));
                 // Shown as it would be sent now; the references left out are listed apart.
                 let mut doc = rendered.doc;
                 resolve_references(&mut doc, &|_| None, true);

@@ -188,7 +188,6 @@ fn parse_ad_object(row: &AnyRow) -> Result<AdObject, StoreError> {
     let guid: String = row.try_get("guid")?;
     let dn: String = row.try_get("dn")?;
     let attrs: String = row.try_get("attrs")?;
-    let attrs: Value = serde_json::from_str(&attrs).map_err(|e| corrupt(&guid, e))?;
     Ok(AdObject {
         guid: ObjectGuid::parse(&guid).map_err(|e| corrupt(&guid, e))?,
         dn: Dn::parse(&dn).map_err(|e| corrupt(&guid, e))?,

@@ -200,6 +200,26 @@ async fn filters_sorting_paging_projection(backend: Backend) {
 
     let r = list(&format!("filter={}", enc("userName eq \"CARL@y.test\""))).await;
     assert_eq!(ids(&r.body), ["carl@y.test"], "{}", r.body);
+    // An `or` of equalities on one indexed attribute (the sync agent's batched matches),
+    // compared as the attribute says: userName and e-mail in any case.
+    let r = list(&format!(
+        "filter={}&sortBy=userName",
+        enc(r#"userName eq "CARL@y.test" or userName eq "anna@x.test" or userName eq "no@x.test""#)
+    ))
+    .await;
+    assert_eq!(ids(&r.body), ["anna@x.test", "carl@y.test"], "{}", r.body);
+    let work = |v: &str| format!(r#"emails[type eq "work" and value eq "{v}"]"#);
+    let r = list(&format!(
+        "filter={}&sortBy=userName",
+        enc(&[
+            work("ANNA@x.test"),
+            work("bob@x.test"),
+            work("émile@x.test")
+        ]
+        .join(" or "))
+    ))
+    .await;
+    assert_eq!(ids(&r.body), ["anna@x.test", "émile@x.test"], "{}", r.body);
     let r = list(&format!(
         "filter={}&sortBy=userName",
         enc("title eq \"Engineer\" and (active eq true or userName sw \"é\")")
@@ -584,6 +604,22 @@ async fn on_premises_objects_belong_to_the_sync_agent(backend: Backend) {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["displayName"], "Jacky");
     assert_eq!(r.body[SYNC]["immutableId"], "AAECAwQFBgcICQoLDA0ODw==");
+    // The agent's batched hard match: an `or` of anchors, compared exactly.
+    let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": format!("{SYNC}:immutableId eq \"AAECAwQFBgcICQoLDA0ODw==\" or \
+                           {SYNC}:immutableId eq \"aaecawqfbgcicqolda0odw==\" or \
+                           {SYNC}:immutableId eq \"bm9ib2R5\""),
+        "count": 6});
+    let r = c
+        .call(
+            Method::POST,
+            "/scim/v2/Users/.search",
+            Some(&c.sync),
+            Some(search),
+        )
+        .await;
+    assert_eq!(r.body["totalResults"], 1, "{}", r.body);
+    assert_eq!(r.body["Resources"][0]["id"], id.as_str());
     // Only the agent may claim an object for on-premises.
     let claim = json!({"schemas": [USER, SYNC], "userName": "eve@lab.test", SYNC: {"source": "on_premises"}});
     let r = c

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use idbridge_core::Secret;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -13,6 +14,10 @@ const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const BULK_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 /// Longest wait a server's `Retry-After` can impose on one attempt.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Requests in flight at once when independent ones go one by one (writes to a server without
+/// Bulk, searches for one value each): enough to hide the round trips, few enough not to be
+/// throttled.
+pub const REQUESTS_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScimClientError {
@@ -244,6 +249,15 @@ impl Write {
     }
 }
 
+/// What a search returned: its first page, and whether that page holds every match.
+#[derive(Debug, Clone, Default)]
+pub struct SearchPage {
+    pub resources: Vec<Value>,
+    /// The server's `totalResults` is no more than the page holds or, from a server that leaves
+    /// it out, the page is not full.
+    pub complete: bool,
+}
+
 /// The server's answer for one Bulk operation.
 #[derive(Debug, Clone)]
 pub struct BulkResult {
@@ -320,26 +334,36 @@ impl ScimClient {
         kind: ResourceType,
         filter: &str,
         count: usize,
-    ) -> Result<Vec<Value>, ScimClientError> {
+    ) -> Result<SearchPage, ScimClientError> {
         let body = json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
             "filter": filter,
             "count": count,
         });
-        let list = self
+        let mut list = self
             .request(
                 Method::POST,
                 &format!("/{}/.search", kind.endpoint()),
                 Some(&body),
             )
-            .await?;
-        Ok(list
-            .and_then(|mut l| l.get_mut("Resources").map(Value::take))
-            .and_then(|r| match r {
-                Value::Array(items) => Some(items),
-                _ => None,
-            })
-            .unwrap_or_default())
+            .await?
+            .unwrap_or_default();
+        let total = list
+            .get("totalResults")
+            .and_then(Value::as_u64)
+            .map(|t| usize::try_from(t).unwrap_or(usize::MAX));
+        let resources = match list.get_mut("Resources").map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let complete = match total {
+            Some(total) => total <= resources.len(),
+            None => resources.len() < count,
+        };
+        Ok(SearchPage {
+            resources,
+            complete,
+        })
     }
 
     pub async fn create(&self, kind: ResourceType, body: &Value) -> Result<Value, ScimClientError> {
@@ -388,11 +412,7 @@ impl ScimClient {
             ScimClientError::Config("the server does not support SCIM Bulk".to_string())
         })?;
         let mut results = Vec::with_capacity(ops.len());
-        for chunk in ops.chunks(limits.max_operations) {
-            let body = json!({
-                "schemas": [BULK_REQUEST_SCHEMA],
-                "Operations": chunk.iter().map(bulk_operation_json).collect::<Vec<_>>(),
-            });
+        for body in bulk_requests(ops, limits) {
             let response = self
                 .request(Method::POST, "/Bulk", Some(&body))
                 .await?
@@ -408,16 +428,19 @@ impl ScimClient {
     }
 
     /// Sends independent writes: as one Bulk request when the server offers Bulk (split to its
-    /// limits), else as single requests, all in flight together. One result per write, in
-    /// order: the id of the created or patched resource, `None` for a delete (a resource already
-    /// gone counts as deleted). The outer error means a whole Bulk request failed.
+    /// limits), else as single requests, [`REQUESTS_IN_FLIGHT`] at a time. One result per write,
+    /// in order: the id of the created or patched resource, `None` for a delete (a resource
+    /// already gone counts as deleted). The outer error means a whole Bulk request failed.
     pub async fn write_all(
         &self,
         writes: &[Write],
     ) -> Result<Vec<Result<Option<String>, ScimClientError>>, ScimClientError> {
         if self.capabilities.bulk.is_none() || writes.len() < 2 {
             let singles = writes.iter().map(|w| self.write_one(w));
-            return Ok(futures_util::future::join_all(singles).await);
+            return Ok(futures_util::stream::iter(singles)
+                .buffered(REQUESTS_IN_FLIGHT)
+                .collect()
+                .await);
         }
         let ops: Vec<BulkOperation> = writes
             .iter()
@@ -584,6 +607,39 @@ async fn decode(
     })
 }
 
+/// The bodies of the Bulk requests that carry `ops` within the server's limits: at most
+/// `maxOperations` operations and `maxPayloadSize` bytes each (an operation larger than that
+/// alone goes alone, for the server to refuse).
+fn bulk_requests(ops: &[BulkOperation], limits: BulkLimits) -> Vec<Value> {
+    let body = |operations: Vec<Value>| {
+        json!({
+            "schemas": [BULK_REQUEST_SCHEMA],
+            "Operations": operations,
+        })
+    };
+    let envelope = body(Vec::new()).to_string().len();
+    let mut bodies = Vec::new();
+    let mut batch = Vec::new();
+    let mut size = envelope;
+    for op in ops {
+        let op = bulk_operation_json(op);
+        // Its text and the comma before the next.
+        let op_size = op.to_string().len() + 1;
+        let full = batch.len() >= limits.max_operations
+            || size.saturating_add(op_size) > limits.max_payload_size;
+        if full && !batch.is_empty() {
+            bodies.push(body(std::mem::take(&mut batch)));
+            size = envelope;
+        }
+        size = size.saturating_add(op_size);
+        batch.push(op);
+    }
+    if !batch.is_empty() {
+        bodies.push(body(batch));
+    }
+    bodies
+}
+
 fn bulk_operation_json(op: &BulkOperation) -> Value {
     let mut v = serde_json::Map::new();
     v.insert("method".into(), json!(op.method.as_str()));
@@ -643,6 +699,50 @@ mod tests {
         );
         let no_bulk = json!({"bulk": {"supported": true, "maxOperations": 0, "maxPayloadSize": 1}});
         assert_eq!(Capabilities::from_config(&no_bulk).bulk, None);
+    }
+
+    #[test]
+    fn bulk_requests_keep_to_both_limits() {
+        let op = |n: usize| BulkOperation {
+            method: Method::POST,
+            bulk_id: Some(format!("w{n}")),
+            path: "/Users".into(),
+            data: Some(json!({"userName": "x".repeat(n * 100)})),
+        };
+        let ops: Vec<BulkOperation> = (1..=6).map(op).collect();
+        let by_count = bulk_requests(
+            &ops,
+            BulkLimits {
+                max_operations: 4,
+                max_payload_size: 1 << 20,
+            },
+        );
+        let counts: Vec<usize> = by_count
+            .iter()
+            .map(|b| b["Operations"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(counts, [4, 2]);
+        let limits = BulkLimits {
+            max_operations: 1000,
+            max_payload_size: 1000,
+        };
+        let by_size = bulk_requests(&ops, limits);
+        let counts: Vec<usize> = by_size
+            .iter()
+            .map(|b| b["Operations"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(counts.iter().sum::<usize>(), 6);
+        assert!(counts.len() > 2, "{counts:?}");
+        for (i, request) in by_size.iter().enumerate() {
+            let len = request.to_string().len();
+            // Within the limit, unless a single operation exceeds it alone.
+            assert!(len <= 1000 || counts[i] == 1, "{counts:?}");
+            // As full as the limit lets it be: the next request's first operation did not fit.
+            if let Some(next) = by_size.get(i + 1) {
+                let first = next["Operations"][0].to_string().len();
+                assert!(len + 1 + first > 1000, "{counts:?}");
+            }
+        }
     }
 
     #[test]

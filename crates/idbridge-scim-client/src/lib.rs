@@ -10,6 +10,6 @@ mod patch;
 
 pub use client::{
     BulkLimits, BulkOperation, BulkResult, Capabilities, ResourceType, RetryPolicy, ScimClient,
-    ScimClientConfig, ScimClientError, Write,
+    ScimClientConfig, ScimClientError, SearchPage, Write, REQUESTS_IN_FLIGHT,
 };
 pub use patch::{minimal_patch, PatchOp};

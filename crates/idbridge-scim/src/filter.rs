@@ -24,6 +24,9 @@ use crate::value::{
     comparable_def, compare, elements, fold_case, get_ci, is_present, is_unassigned, Resolved,
 };
 
+mod key;
+pub use key::EqKey;
+
 /// Longest filter or PATCH path accepted, in characters: bounds parsing work and memory.
 pub const MAX_FILTER_LEN: usize = 8192;
 /// Deepest nesting of parentheses, `not` and value paths: bounds recursion in parse and evaluation.
@@ -215,10 +218,24 @@ impl Filter {
         self.check(Scope::Resource(kind))
     }
 
-    /// For `<single-valued string attribute> eq "<string>"`, the canonical attribute name and
-    /// the value, so the store can answer from an index. The value is as written: compare it
-    /// case-insensitively unless the attribute is caseExact, or confirm hits with [`Filter::matches`].
-    pub fn as_indexable_eq(&self) -> Option<(String, String)> {
+    /// For `<single-valued string attribute> eq "<string>"`, or an `or` of such comparisons on
+    /// one attribute, the canonical attribute name and the values, so the store can answer from
+    /// an index. The values are as written: compare them case-insensitively unless the attribute
+    /// is caseExact, or confirm hits with [`Filter::matches`].
+    pub fn as_indexable_eq_any(&self) -> Option<(String, Vec<String>)> {
+        let mut attr: Option<String> = None;
+        let mut values = Vec::new();
+        for term in self.or_terms() {
+            let (name, value) = term.as_indexable_eq()?;
+            if *attr.get_or_insert_with(|| name.clone()) != name {
+                return None;
+            }
+            values.push(value);
+        }
+        Some((attr?, values))
+    }
+
+    fn as_indexable_eq(&self) -> Option<(String, String)> {
         let Filter::Compare {
             path,
             op: CompareOp::Eq,
@@ -234,9 +251,17 @@ impl Filter {
         indexable.then(|| (resolved.top_level_name(), value.clone()))
     }
 
-    /// For `emails[type eq "work" and value eq "<string>"]` (in either order), the value: the
-    /// sync agent's soft match, which the store answers from an index.
-    pub fn as_work_email_eq(&self) -> Option<String> {
+    /// For `emails[type eq "work" and value eq "<string>"]` (in either order), or an `or` of
+    /// such filters, the values: the sync agent's soft match, which the store answers from an
+    /// index.
+    pub fn as_work_email_eq_any(&self) -> Option<Vec<String>> {
+        self.or_terms()
+            .iter()
+            .map(Filter::as_work_email_eq)
+            .collect()
+    }
+
+    fn as_work_email_eq(&self) -> Option<String> {
         let Filter::ValuePath { path, filter } = self else {
             return None;
         };
@@ -261,6 +286,14 @@ impl Filter {
         (terms.len() == 2 && eq("type").as_deref() == Some("work"))
             .then(|| eq("value"))
             .flatten()
+    }
+
+    /// The operands of a top-level `or`; the filter itself when it is not one.
+    fn or_terms(&self) -> &[Filter] {
+        match self {
+            Filter::Or(terms) => terms,
+            other => std::slice::from_ref(other),
+        }
     }
 
     /// For a value filter made only of `sub eq value` terms joined by `and`, those pairs: what a

@@ -25,7 +25,7 @@ pub use bulk::{
 };
 pub use error::{ScimError, ScimType};
 pub use etag::{etag, if_match_satisfied, if_none_match_satisfied};
-pub use filter::{CompValue, CompareOp, Filter, MAX_FILTER_DEPTH, MAX_FILTER_LEN};
+pub use filter::{CompValue, CompareOp, EqKey, Filter, MAX_FILTER_DEPTH, MAX_FILTER_LEN};
 pub use list::{list_response, sort_resources, ListQuery, SortOrder};
 pub use patch::{apply_patch, touched_attributes, PatchOpKind, PatchOperation, PatchRequest};
 pub use path::{parse_attribute_list, AttrPath, PatchPath};

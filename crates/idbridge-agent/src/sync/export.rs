@@ -5,16 +5,22 @@
 //! interrupted after the server created the object but before we recorded it joins that object
 //! on retry instead of creating a duplicate.
 
+mod matching;
+
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use idbridge_ad::AdConnector;
 use idbridge_core::{AttrName, ObjectGuid};
-use idbridge_engine::{managed_attributes, resolve_references, unresolved_references, CloudKind};
+use idbridge_engine::{
+    managed_attributes, resolve_references, unresolved_references, CloudKind, ScimDialect,
+};
 use idbridge_scim_client::{
     minimal_patch, PatchOp, ResourceType, ScimClient, ScimClientError, Write,
 };
 use serde_json::{json, Value};
 
+use self::matching::Matcher;
 use super::store::{CloudObject, ExportAction, PendingCursor, PendingExport, RunCounts, SyncStore};
 use super::{Outcome, SyncContext, SyncError};
 use crate::config::Deprovision;
@@ -23,28 +29,20 @@ const CONSISTENCY_GUID: &str = "mS-DS-ConsistencyGuid";
 /// The `object_errors` stage of a failed anchor writeback.
 const ANCHOR_STAGE: &str = "anchor";
 
-/// SCIM requests in flight at once during an export.
-const EXPORT_CONCURRENCY: usize = 16;
+/// Exports per chunk. A chunk's provisions cost one search per join position (`matching`), its
+/// writes one Bulk request (split to the server's maxOperations and maxPayloadSize) or, without
+/// Bulk, singles `REQUESTS_IN_FLIGHT` at a time, and its confirmations one commit. 100, up from
+/// 16 when every provision searched alone and the chunk bounded the searches in flight: these
+/// per-chunk costs then weigh little beside the per-object ones, the values fit one to three
+/// `or` filters, and a Bulk request that fails as a whole fails at most 100 objects (retried
+/// by the next run).
+const EXPORT_CHUNK: usize = 100;
 
 fn resource_type(kind: CloudKind) -> ResourceType {
     match kind {
         CloudKind::User => ResourceType::User,
         CloudKind::Group => ResourceType::Group,
         CloudKind::Contact => ResourceType::Contact,
-    }
-}
-
-/// A SCIM filter comparing `path` with a string value. A value path with a sub-attribute
-/// (`emails[type eq "work"].value`) becomes `emails[type eq "work" and value eq "..."]`, the
-/// form RFC 7644's grammar allows.
-fn eq_filter(path: &str, value: &str) -> String {
-    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
-    match path.split_once('[').zip(path.rsplit_once("].")) {
-        Some(((attr, _), (head, sub))) => {
-            let inner = head.get(attr.len() + 1..).unwrap_or_default();
-            format!("{attr}[{inner} and {sub} eq \"{escaped}\"]")
-        }
-        None => format!("{path} eq \"{escaped}\""),
     }
 }
 
@@ -109,7 +107,8 @@ impl PendingPages {
 #[derive(Debug)]
 enum ExportFailure {
     Conflict(String),
-    Scim(ScimClientError),
+    /// Shared: one batched search may fail for several objects.
+    Scim(Arc<ScimClientError>),
     /// The request carrying this object's write (a whole Bulk request) failed.
     Batch(String),
 }
@@ -125,7 +124,7 @@ impl std::fmt::Display for ExportFailure {
 
 impl From<ScimClientError> for ExportFailure {
     fn from(e: ScimClientError) -> Self {
-        Self::Scim(e)
+        Self::Scim(Arc::new(e))
     }
 }
 
@@ -195,7 +194,11 @@ impl SyncContext {
             held => held as u64,
         };
         let started = std::time::Instant::now();
-        let mut client = None;
+        if total == 0 {
+            return Ok(Outcome::Done);
+        }
+        let client = ScimClient::connect(self.scim.clone()).await?;
+        let matcher = Matcher::new(&client);
         let mut provisioned = 0u64;
         let mut sent = 0u64;
         // A page at a time, so memory holds a page of documents, not every pending export.
@@ -210,19 +213,15 @@ impl SyncContext {
             if page.is_empty() {
                 continue;
             }
-            let client = match &mut client {
-                Some(client) => client,
-                None => client.insert(ScimClient::connect(self.scim.clone()).await?),
-            };
             let guids: Vec<&str> = page.iter().map(|p| p.guid.as_str()).collect();
             let mut joined_page = self.store.cloud_objects_for(&guids).await?;
             // Requests of a chunk travel concurrently; their confirmations commit together.
-            for chunk in page.chunks(EXPORT_CONCURRENCY) {
+            for chunk in page.chunks(EXPORT_CHUNK) {
                 let joined: Vec<Option<CloudObject>> = chunk
                     .iter()
                     .map(|export| joined_page.remove(&export.guid))
                     .collect();
-                let results = self.export_chunk(client, chunk, &joined).await;
+                let results = self.export_chunk(&client, &matcher, chunk, &joined).await;
                 // The window the idempotence above exists for: sent, not yet recorded.
                 crate::crash_point::crash_point("export-before-confirm");
                 let mut tx = self.store.begin().await?;
@@ -396,25 +395,30 @@ impl SyncContext {
         Ok(failures)
     }
 
-    /// Exports a chunk: the reads (matches) concurrently, then the writes together (one Bulk
-    /// request when the server offers Bulk). Returns, per export, the cloud object as now
-    /// confirmed (`None` for a deprovision).
+    /// Exports a chunk: the reads (the provisions' matches, batched), then the writes together
+    /// (one Bulk request when the server offers Bulk). Returns, per export, the cloud object as
+    /// now confirmed (`None` for a deprovision).
     async fn export_chunk(
         &self,
         client: &ScimClient,
+        matcher: &Matcher<'_>,
         chunk: &[PendingExport],
         joined: &[Option<CloudObject>],
     ) -> Vec<Result<Option<CloudObject>, ExportFailure>> {
-        let plans = futures_util::future::join_all(
-            chunk
-                .iter()
-                .zip(joined)
-                .map(|(export, joined)| self.plan(client, export, joined.as_ref())),
-        )
-        .await;
+        let mut plans: Vec<Planning> = chunk
+            .iter()
+            .zip(joined)
+            .map(
+                |(export, joined)| match self.plan(export, joined.as_ref()) {
+                    Some(plan) => Planning::Decided(Ok(plan)),
+                    None => Planning::Matching(export),
+                },
+            )
+            .collect();
+        match_provisions(self.scope.dialect, matcher, &mut plans).await;
         let mut outcomes = Vec::with_capacity(chunk.len());
         let mut writes = Vec::new();
-        for (position, plan) in plans.into_iter().enumerate() {
+        for (position, plan) in plans.into_iter().map(Planning::finish).enumerate() {
             match plan {
                 Ok(Plan::Send(write)) => {
                     writes.push((position, write));
@@ -433,7 +437,9 @@ impl SyncContext {
                     else {
                         continue;
                     };
-                    *slot = self.after_write(client, export, &write, result).await;
+                    *slot = self
+                        .after_write(client, matcher, export, &write, result)
+                        .await;
                 }
             }
             Err(e) => {
@@ -463,15 +469,11 @@ impl SyncContext {
             .collect()
     }
 
-    /// Decides what one pending export needs from the server.
-    async fn plan(
-        &self,
-        client: &ScimClient,
-        export: &PendingExport,
-        joined: Option<&CloudObject>,
-    ) -> Result<Plan, ExportFailure> {
+    /// What one pending export needs from the server when that takes no search; `None` for a
+    /// provision, which [`match_provisions`] plans with the rest of its chunk.
+    fn plan(&self, export: &PendingExport, joined: Option<&CloudObject>) -> Option<Plan> {
         let kind = resource_type(export.kind);
-        Ok(match (export.action, joined) {
+        Some(match (export.action, joined) {
             (ExportAction::Deprovision, Some(cloud)) => {
                 let id = cloud.cloud_id.clone();
                 Plan::Send(match (self.deprovision, export.kind) {
@@ -488,7 +490,7 @@ impl SyncContext {
             }
             (ExportAction::Deprovision, None) => Plan::Confirmed(None),
             (_, Some(cloud)) => patch_plan(export, &cloud.cloud_id, &cloud.doc),
-            (_, None) => self.provision_plan(client, export).await?,
+            (_, None) => return None,
         })
     }
 
@@ -497,6 +499,7 @@ impl SyncContext {
     async fn after_write(
         &self,
         client: &ScimClient,
+        matcher: &Matcher<'_>,
         export: &PendingExport,
         write: &Write,
         result: Result<Option<String>, ScimClientError>,
@@ -508,7 +511,10 @@ impl SyncContext {
                 Ok(None)
             }
             Err(e) if e.status() == Some(404) && matches!(write, Write::Patch { .. }) => {
-                match self.provision_plan(client, export).await? {
+                let mut plans = [Planning::Matching(export)];
+                match_provisions(self.scope.dialect, matcher, &mut plans).await;
+                let [plan] = plans;
+                match plan.finish()? {
                     Plan::Confirmed(id) => Ok(id),
                     Plan::Send(write) => {
                         let result = client.write_all(std::slice::from_ref(&write)).await?;
@@ -523,56 +529,106 @@ impl SyncContext {
             Err(e) => Err(write_failure(write, e)),
         }
     }
+}
 
-    /// Joins an existing cloud object (hard match on the anchor, then the soft matches) or
-    /// plans its creation.
-    async fn provision_plan(
-        &self,
-        client: &ScimClient,
-        export: &PendingExport,
-    ) -> Result<Plan, ExportFailure> {
-        let kind = resource_type(export.kind);
-        for (position, (path, value)) in export.join.iter().enumerate() {
-            let found = client.search(kind, &eq_filter(path, value), 2).await?;
-            let Some(candidate) = found.first() else {
-                continue;
-            };
-            if found.len() > 1 {
-                return Err(ExportFailure::Conflict(format!(
-                    "several cloud {}s match {path} = {value:?}; resolve the duplicate in the cloud",
-                    export.kind.name()
-                )));
-            }
-            let Some(id) = id_of(candidate) else { continue };
-            let holder_anchor = self.scope.dialect.anchor_of(export.kind, candidate);
-            // Soft matches (position > 0) only take cloud objects no on-premises object holds.
-            if position > 0 {
-                if let Some(other) = holder_anchor.filter(|a| *a != export.anchor) {
-                    return Err(ExportFailure::Conflict(format!(
-                        "cloud {} {id} matches on {path} = {value:?} but is already joined to \
-                         another on-premises object ({} {other})",
-                        export.kind.name(),
-                        self.scope.dialect.anchor_name()
-                    )));
-                }
-                if let Some(role) = admin_role(candidate) {
-                    return Err(ExportFailure::Conflict(format!(
-                        "cloud {} {id} matches on {path} = {value:?} but holds the admin role \
-                         {role:?}: soft match never takes over a cloud administrator. Remove the \
-                         role, or set its {} to {} to join it by hard match",
-                        export.kind.name(),
-                        self.scope.dialect.anchor_name(),
-                        export.anchor
-                    )));
-                }
-                tracing::info!(dn = %export.dn, cloud_id = %id, %path, "soft match");
-            }
-            return Ok(patch_plan(export, &id, candidate));
+/// Joins the provisions among `plans` to existing cloud objects: the join conditions in
+/// order (hard match on the anchor, then the soft matches), position by position for all of
+/// them at once, so a position costs one batched search per resource type and path. What
+/// none matches is left `Matching`, to be created.
+async fn match_provisions(dialect: ScimDialect, matcher: &Matcher<'_>, plans: &mut [Planning<'_>]) {
+    for position in 0.. {
+        let asking: Vec<(usize, &PendingExport, &str, &str)> = plans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, plan)| match plan {
+                Planning::Matching(export) => export
+                    .join
+                    .get(position)
+                    .map(|(path, value)| (i, *export, path.as_str(), value.as_str())),
+                Planning::Decided(_) => None,
+            })
+            .collect();
+        if asking.is_empty() {
+            return;
         }
-        Ok(Plan::Send(Write::Create {
-            kind,
-            body: export.doc.clone(),
-        }))
+        let asks: Vec<_> = asking
+            .iter()
+            .map(|&(_, export, path, value)| (export.kind, path, value))
+            .collect();
+        let found = matcher.search(&asks).await;
+        for ((i, export, path, value), found) in asking.into_iter().zip(found) {
+            let decided = match found {
+                Ok(found) => join_found(dialect, export, position, path, value, &found),
+                Err(e) => Some(Err(ExportFailure::Scim(e))),
+            };
+            if let (Some(decided), Some(slot)) = (decided, plans.get_mut(i)) {
+                *slot = Planning::Decided(decided);
+            }
+        }
+    }
+}
+
+/// What the search for join condition `position` (`path` = `value`) found means for
+/// `export`; `None` when it joins nothing, and the next condition is tried.
+fn join_found(
+    dialect: ScimDialect,
+    export: &PendingExport,
+    position: usize,
+    path: &str,
+    value: &str,
+    found: &[Value],
+) -> Option<Result<Plan, ExportFailure>> {
+    let candidate = found.first()?;
+    if found.len() > 1 {
+        return Some(Err(ExportFailure::Conflict(format!(
+            "several cloud {}s match {path} = {value:?}; resolve the duplicate in the cloud",
+            export.kind.name()
+        ))));
+    }
+    let id = id_of(candidate)?;
+    let holder_anchor = dialect.anchor_of(export.kind, candidate);
+    // Soft matches (position > 0) only take cloud objects no on-premises object holds.
+    if position > 0 {
+        if let Some(other) = holder_anchor.filter(|a| *a != export.anchor) {
+            return Some(Err(ExportFailure::Conflict(format!(
+                "cloud {} {id} matches on {path} = {value:?} but is already joined to \
+                 another on-premises object ({} {other})",
+                export.kind.name(),
+                dialect.anchor_name()
+            ))));
+        }
+        if let Some(role) = admin_role(candidate) {
+            return Some(Err(ExportFailure::Conflict(format!(
+                "cloud {} {id} matches on {path} = {value:?} but holds the admin role \
+                 {role:?}: soft match never takes over a cloud administrator. Remove the \
+                 role, or set its {} to {} to join it by hard match",
+                export.kind.name(),
+                dialect.anchor_name(),
+                export.anchor
+            ))));
+        }
+        tracing::info!(dn = %export.dn, cloud_id = %id, %path, "soft match");
+    }
+    Some(Ok(patch_plan(export, &id, candidate)))
+}
+
+/// Where the planning of one export of a chunk stands.
+enum Planning<'e> {
+    Decided(Result<Plan, ExportFailure>),
+    /// A provision whose join conditions are being tried.
+    Matching(&'e PendingExport),
+}
+
+impl Planning<'_> {
+    /// The plan; a provision no join condition matched is created.
+    fn finish(self) -> Result<Plan, ExportFailure> {
+        match self {
+            Self::Decided(plan) => plan,
+            Self::Matching(export) => Ok(Plan::Send(Write::Create {
+                kind: resource_type(export.kind),
+                body: export.doc.clone(),
+            })),
+        }
     }
 }
 
@@ -604,14 +660,224 @@ fn write_failure(write: &Write, e: ScimClientError) -> ExportFailure {
             "the cloud refused to create it: {e}. Another cloud object (possibly a soft-deleted \
              one) holds the same unique value; restore, rename or purge it"
         )),
-        _ => ExportFailure::Scim(e),
+        _ => e.into(),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{admin_role, eq_filter};
-    use serde_json::json;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::extract::State;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use axum::{Json, Router};
+    use idbridge_core::Secret;
+    use idbridge_engine::{CloudKind, ScimDialect};
+    use idbridge_scim::{Filter, ResourceKind};
+    use idbridge_scim_client::{RetryPolicy, ScimClient, ScimClientConfig, Write};
+    use serde_json::{json, Value};
+
+    use super::matching::Matcher;
+    use super::{admin_role, match_provisions, Plan, Planning};
+    use crate::sync::store::{ExportAction, PendingExport};
+
+    const SYNC_USER: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
+    const WORK_MAIL: &str = r#"emails[type eq "work"].value"#;
+
+    /// A SCIM server holding `users` that answers searches by evaluating their filter; it may
+    /// refuse `or` filters, or return at most `page` resources per search.
+    struct Server {
+        users: Vec<Value>,
+        refuse_or: bool,
+        page: Option<usize>,
+        filters: Mutex<Vec<String>>,
+    }
+
+    async fn search(State(server): State<Arc<Server>>, body: String) -> Response {
+        let request: Value = serde_json::from_str(&body).unwrap();
+        let text = request["filter"].as_str().unwrap().to_owned();
+        server.filters.lock().unwrap().push(text.clone());
+        if server.refuse_or && text.contains(" or ") {
+            let error = json!({"status": "400", "scimType": "invalidFilter", "detail": "no or"});
+            return (axum::http::StatusCode::BAD_REQUEST, Json(error)).into_response();
+        }
+        let filter = Filter::parse(&text).unwrap();
+        let matched: Vec<&Value> = server
+            .users
+            .iter()
+            .filter(|u| filter.matches_kind(ResourceKind::User, u))
+            .collect();
+        let count = request["count"].as_u64().unwrap() as usize;
+        let page: Vec<&Value> = matched
+            .iter()
+            .take(server.page.unwrap_or(count).min(count))
+            .copied()
+            .collect();
+        Json(json!({"totalResults": matched.len(), "Resources": page})).into_response()
+    }
+
+    async fn connect(server: Arc<Server>) -> ScimClient {
+        let app = Router::new()
+            .route(
+                "/ServiceProviderConfig",
+                get(|| async { Json(json!({"patch": {"supported": true}})) }),
+            )
+            .route("/Users/.search", post(search))
+            .with_state(server);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        ScimClient::connect(ScimClientConfig {
+            base_url,
+            token: Secret::new("token"),
+            ca_cert_pem: None,
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        })
+        .await
+        .unwrap()
+    }
+
+    fn cloud_user(id: &str, user_name: &str, extra: Value) -> Value {
+        let mut user = json!({"id": id, "userName": user_name});
+        for (k, v) in extra.as_object().unwrap() {
+            user[k] = v.clone();
+        }
+        user
+    }
+
+    fn work_mail(mail: &str) -> Value {
+        json!([{"type": "home", "value": "x@home"}, {"type": "work", "value": mail}])
+    }
+
+    fn admin() -> Value {
+        json!([{"value": "Global Administrator"}])
+    }
+
+    /// Exports (name, anchor) joining on the anchor, then `<name>@x`, then the same as work
+    /// e-mail, against a cloud where each meets another rule; what each comes to, and the
+    /// filters the server saw.
+    async fn provision(refuse_or: bool, page: Option<usize>) -> (Vec<String>, Vec<String>) {
+        let users = vec![
+            cloud_user(
+                "c1",
+                "ann-cloud@x",
+                json!({SYNC_USER: {"immutableId": "A1"}}),
+            ),
+            cloud_user("c2", "BOB@x", json!({})),
+            cloud_user("c3", "cy@x", json!({SYNC_USER: {"immutableId": "OTHER"}})),
+            cloud_user(
+                "c4",
+                "dee-cloud@x",
+                json!({"emails": work_mail("dee@x"), "roles": admin()}),
+            ),
+            cloud_user("c5", "fay1@x", json!({"emails": work_mail("fay@x")})),
+            cloud_user("c6", "fay2@x", json!({"emails": work_mail("FAY@x")})),
+            cloud_user("c7", "gus@x", json!({SYNC_USER: {"immutableId": "G1"}})),
+            cloud_user(
+                "c8",
+                "hal@x",
+                json!({SYNC_USER: {"immutableId": "H1"}, "roles": admin()}),
+            ),
+        ];
+        let server = Arc::new(Server {
+            users,
+            refuse_or,
+            page,
+            filters: Mutex::new(Vec::new()),
+        });
+        let client = connect(server.clone()).await;
+        let anchor_path = ScimDialect::Idbridge.anchor_path(CloudKind::User);
+        let exports: Vec<PendingExport> = [
+            ("ann", "A1"),
+            ("bob", "B1"),
+            ("cy", "C1"),
+            ("dee", "D1"),
+            ("eve", "E1"),
+            ("fay", "F1"),
+            ("gus", "g1"),
+            ("hal", "H1"),
+        ]
+        .into_iter()
+        .map(|(name, anchor)| PendingExport {
+            guid: name.into(),
+            dn: format!("CN={name}"),
+            kind: CloudKind::User,
+            action: ExportAction::Provision,
+            anchor: anchor.into(),
+            doc: json!({"userName": format!("{name}@x"), "title": "new"}),
+            join: vec![
+                (anchor_path.clone(), anchor.into()),
+                ("userName".into(), format!("{name}@x")),
+                (WORK_MAIL.into(), format!("{name}@x")),
+            ],
+            unresolved: false,
+        })
+        .collect();
+        let matcher = Matcher::new(&client);
+        let mut plans: Vec<Planning> = exports.iter().map(Planning::Matching).collect();
+        match_provisions(ScimDialect::Idbridge, &matcher, &mut plans).await;
+        let outcomes = plans
+            .into_iter()
+            .map(|plan| match plan.finish() {
+                Ok(Plan::Send(Write::Create { .. })) => "create".to_owned(),
+                Ok(Plan::Send(Write::Patch { id, .. }) | Plan::Confirmed(Some(id))) => {
+                    format!("join {id}")
+                }
+                Ok(_) => "something else".to_owned(),
+                Err(e) => e.to_string(),
+            })
+            .collect();
+        let filters = server.filters.lock().unwrap().clone();
+        (outcomes, filters)
+    }
+
+    fn assert_rules_hold(outcomes: &[String]) {
+        let expect = [
+            "join c1",
+            "join c2",
+            "already joined to another on-premises object (immutableId OTHER)",
+            "holds the admin role \"Global Administrator\"",
+            "create",
+            "several cloud Users match",
+            "already joined to another on-premises object (immutableId G1)",
+            "join c8",
+        ];
+        for (outcome, expected) in outcomes.iter().zip(expect) {
+            assert!(outcome.contains(expected), "{outcome:?} lacks {expected:?}");
+        }
+        assert_eq!(outcomes.len(), expect.len());
+    }
+
+    #[tokio::test]
+    async fn a_chunk_costs_one_search_per_join_position() {
+        let (outcomes, filters) = provision(false, None).await;
+        assert_rules_hold(&outcomes);
+        assert_eq!(filters.len(), 3, "{filters:#?}");
+        // The anchor is compared exactly; only the exports still unmatched ask again.
+        assert_eq!(filters[0].matches(" or ").count(), 7, "{}", filters[0]);
+        assert_eq!(filters[1].matches(" or ").count(), 5, "{}", filters[1]);
+        assert_eq!(filters[2].matches(" or ").count(), 2, "{}", filters[2]);
+    }
+
+    #[tokio::test]
+    async fn a_server_refusing_or_is_asked_one_value_at_a_time() {
+        let (outcomes, filters) = provision(true, None).await;
+        assert_rules_hold(&outcomes);
+        let batched = filters.iter().filter(|f| f.contains(" or ")).count();
+        assert_eq!(batched, 1, "refused once, not asked again: {filters:#?}");
+        assert_eq!(filters.len(), 1 + 8 + 6 + 3, "{filters:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_pages_is_asked_one_value_at_a_time() {
+        let (outcomes, filters) = provision(false, Some(2)).await;
+        assert_rules_hold(&outcomes);
+        // Position 0 finds two (complete); positions 1 and 2 find three: paged, asked again.
+        assert_eq!(filters.len(), 1 + (1 + 6) + (1 + 3), "{filters:#?}");
+    }
 
     #[test]
     fn admin_roles_are_recognised_by_value_or_display() {
@@ -619,14 +885,5 @@ mod tests {
         assert_eq!(admin_role(&admin), Some("Global Administrator"));
         assert_eq!(admin_role(&json!({"roles": [{"value": "employee"}]})), None);
         assert_eq!(admin_role(&json!({"userName": "x"})), None);
-    }
-
-    #[test]
-    fn filters_follow_the_scim_grammar() {
-        assert_eq!(eq_filter("userName", "a\"b\\c"), r#"userName eq "a\"b\\c""#);
-        assert_eq!(
-            eq_filter(r#"emails[type eq "work"].value"#, "x@y"),
-            r#"emails[type eq "work" and value eq "x@y"]"#
-        );
     }
 }

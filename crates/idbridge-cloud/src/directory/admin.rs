@@ -14,7 +14,7 @@ use crate::secrets::{
     new_token, temporary_password, token_hash, verify_password, ARGON2ID, PPH1_MD4,
 };
 use crate::settings::{SigninMethod, TenantSettings};
-use crate::store::{AuditEntry, Credential, Index, SigninState, StoredResource};
+use crate::store::{AuditEntry, Column, Credential, Index, SigninState, StoredResource};
 
 pub(crate) const PURPOSE_SESSION: &str = "session";
 pub(crate) const PURPOSE_PASSWORD_CHANGE: &str = "password_change";
@@ -498,7 +498,7 @@ impl Directory {
         let key = username.to_lowercase();
         let user = self
             .store
-            .live_resources(ResourceKind::User, Some(Index::NameKey(&key)))
+            .live_resources(ResourceKind::User, Some(Index::one(Column::NameKey, key)))
             .await?
             .into_iter()
             .next();

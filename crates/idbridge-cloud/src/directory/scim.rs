@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use idbridge_scim::{
     apply_patch, bulk_operation_result, bulk_response, if_match_satisfied, list_response,
     parse_bulk_path, project, resolve_bulk_ids, sort_resources, take_password, validate_resource,
-    BulkMethod, BulkOperation, BulkRequest, ListQuery, PatchRequest, ResourceKind, ScimError,
-    ScimType,
+    BulkMethod, BulkOperation, BulkRequest, Filter, ListQuery, PatchRequest, ResourceKind,
+    ScimError, ScimType,
 };
 use serde_json::{json, Map, Value};
 
@@ -15,7 +15,9 @@ use super::{
     not_found, store_err, sync_schema, user_name, Directory, Principal, Scope, CLOUD, ON_PREMISES,
 };
 use crate::secrets::{hash_password, ARGON2ID};
-use crate::store::{AuditEntry, Credential, Index, ResourceWrite, StoreError, StoredResource, Tx};
+use crate::store::{
+    AuditEntry, Column, Credential, Index, ResourceWrite, StoreError, StoredResource, Tx,
+};
 
 /// A new resource ready to be written: rules applied, password hashed.
 pub(crate) struct Prepared {
@@ -705,26 +707,7 @@ impl Directory {
         if let Some(filter) = &query.filter {
             filter.validate_for(kind)?;
         }
-        let index = query.filter.as_ref().and_then(|f| f.as_indexable_eq());
-        let email = query.filter.as_ref().and_then(|f| f.as_work_email_eq());
-        let anchor_path = format!("{}:immutableId", sync_schema(kind));
-        let key;
-        let index = match index.as_ref().map(|(a, v)| (a.as_str(), v.as_str())) {
-            Some(("userName", v)) if kind == ResourceKind::User => {
-                key = v.to_lowercase();
-                Some(Index::NameKey(&key))
-            }
-            Some(("externalId", v)) => Some(Index::ExternalId(v)),
-            Some(("id", v)) => Some(Index::Id(v)),
-            Some((a, v)) if a.eq_ignore_ascii_case(&anchor_path) => Some(Index::Anchor(v)),
-            _ => match &email {
-                Some(v) if kind == ResourceKind::User => {
-                    key = v.to_lowercase();
-                    Some(Index::EmailKey(&key))
-                }
-                _ => None,
-            },
-        };
+        let index = query.filter.as_ref().and_then(|f| index_for(kind, f));
         let stored = self
             .store
             .live_resources(kind, index)
@@ -759,6 +742,28 @@ impl Directory {
             .collect();
         Ok(list_response(total, query.start_index, page))
     }
+}
+
+/// The index that answers `filter` (an equality, or an `or` of equalities on one attribute),
+/// if one does; the filter still confirms every row it yields.
+fn index_for(kind: ResourceKind, filter: &Filter) -> Option<Index> {
+    let lower = |values: Vec<String>| values.iter().map(|v| v.to_lowercase()).collect();
+    let (column, values) = match filter.as_indexable_eq_any() {
+        Some((attr, values)) => match attr.as_str() {
+            "userName" if kind == ResourceKind::User => (Column::NameKey, lower(values)),
+            "externalId" => (Column::ExternalId, values),
+            "id" => (Column::Id, values),
+            a if a.eq_ignore_ascii_case(&format!("{}:immutableId", sync_schema(kind))) => {
+                (Column::Anchor, values)
+            }
+            _ => return None,
+        },
+        None if kind == ResourceKind::User => {
+            (Column::EmailKey, lower(filter.as_work_email_eq_any()?))
+        }
+        None => return None,
+    };
+    Some(Index { column, values })
 }
 
 /// What the audit log says about an object: its userName or displayName, never a secret.

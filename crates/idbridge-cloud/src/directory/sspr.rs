@@ -12,7 +12,7 @@ use sha1::Sha1;
 use super::{user_name, Directory, Principal, ON_PREMISES};
 use crate::error::ApiError;
 use crate::secrets::token_hash;
-use crate::store::{AuditEntry, Index, SigninState, StoredResource};
+use crate::store::{AuditEntry, Column, Index, SigninState, StoredResource};
 
 /// How long an e-mailed code is valid.
 const CODE_TTL_MS: i64 = 10 * 60 * 1000;
@@ -154,7 +154,7 @@ impl Directory {
             .store
             .live_resources(
                 ResourceKind::User,
-                Some(Index::NameKey(&username.to_lowercase())),
+                Some(Index::one(Column::NameKey, username.to_lowercase())),
             )
             .await?
             .into_iter()

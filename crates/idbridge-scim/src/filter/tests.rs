@@ -293,6 +293,29 @@ fn indexable_equalities() {
 }
 
 #[test]
+fn indexable_equalities_joined_by_or() {
+    assert_eq!(
+        parse(r#"userName eq "a" or USERNAME eq "B" or userName eq "c""#).as_indexable_eq_any(),
+        Some((
+            "userName".to_owned(),
+            vec!["a".into(), "B".into(), "c".into()]
+        ))
+    );
+    assert_eq!(
+        parse(r#"externalId eq "e1""#).as_indexable_eq_any(),
+        Some(("externalId".to_owned(), vec!["e1".into()]))
+    );
+    for text in [
+        r#"userName eq "a" or externalId eq "b""#,
+        r#"userName eq "a" or userName sw "b""#,
+        r#"userName eq "a" or (userName eq "b" and id pr)"#,
+        r#"userName eq "a" and userName eq "b""#,
+    ] {
+        assert_eq!(parse(text).as_indexable_eq_any(), None, "{text}");
+    }
+}
+
+#[test]
 fn validate_for_rejects_ordering_on_booleans() {
     assert!(parse("active gt true")
         .validate_for(ResourceKind::User)
@@ -447,4 +470,16 @@ fn the_work_email_soft_match_is_recognised_in_either_order() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn work_email_soft_matches_joined_by_or() {
+    let text =
+        r#"emails[type eq "work" and value eq "a@b"] or emails[value eq "C@d" and type eq "work"]"#;
+    assert_eq!(
+        parse(text).as_work_email_eq_any(),
+        Some(vec!["a@b".to_owned(), "C@d".to_owned()])
+    );
+    let mixed = r#"emails[type eq "work" and value eq "a@b"] or userName eq "a@b""#;
+    assert_eq!(parse(mixed).as_work_email_eq_any(), None);
 }

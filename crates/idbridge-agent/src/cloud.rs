@@ -5,13 +5,13 @@ use std::collections::HashMap;
 
 use idbridge_core::Secret;
 use idbridge_phs::PhsVerifier;
+use idbridge_scim_client::eq_filter;
 use serde_json::{json, Value};
 
 use crate::config::CloudConfig;
 use crate::AgentError;
 
 const SYNC_USER: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
-const PAGE: usize = 1000;
 
 pub struct CloudClient {
     http: reqwest::Client,
@@ -66,46 +66,49 @@ impl CloudClient {
         Ok(body)
     }
 
-    /// Source anchor (`immutableId`) -> cloud id of every on-premises user.
-    pub async fn joined_users(&self) -> Result<HashMap<String, String>, AgentError> {
+    /// Source anchor (`immutableId`) -> cloud id, for the on-premises users among `anchors`.
+    /// One `or` search per few dozen anchors, which the cloud answers from its anchor index: a
+    /// hash sync cycle asks only about the accounts it has hashes for, however many users the
+    /// cloud holds (listing them all cost the cloud a scan of every user per page).
+    pub async fn joined_users(
+        &self,
+        anchors: &[String],
+    ) -> Result<HashMap<String, String>, AgentError> {
+        // Keeps the filter a few KiB long.
+        const PER_SEARCH: usize = 50;
         let mut joined = HashMap::new();
-        let mut start = 1;
-        loop {
+        for chunk in anchors.chunks(PER_SEARCH) {
+            let filter = chunk
+                .iter()
+                .map(|a| eq_filter(&format!("{SYNC_USER}:immutableId"), a))
+                .collect::<Vec<_>>()
+                .join(" or ");
             let body = json!({
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-                "filter": format!("{SYNC_USER}:source eq \"on_premises\" and {SYNC_USER}:immutableId pr"),
-                "attributes": ["id", format!("{SYNC_USER}:immutableId")],
-                "startIndex": start,
-                "count": PAGE,
+                "filter": filter,
+                "attributes": ["id", format!("{SYNC_USER}:immutableId"), format!("{SYNC_USER}:source")],
+                "count": 2 * chunk.len(),
             });
             let url = format!("{}/scim/v2/Users/.search", self.base);
             let page = self
-                .call(self.http.post(url).json(&body), "listing synced users")
+                .call(self.http.post(url).json(&body), "looking up synced users")
                 .await?;
-            let resources = page
-                .get("Resources")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for r in &resources {
-                let id = r.get("id").and_then(Value::as_str);
-                let anchor = r
-                    .get(SYNC_USER)
-                    .and_then(|e| e.get("immutableId"))
-                    .and_then(Value::as_str);
-                if let (Some(id), Some(anchor)) = (id, anchor) {
+            let resources = page.get("Resources").and_then(Value::as_array);
+            for r in resources.into_iter().flatten() {
+                let sync = r.get(SYNC_USER);
+                let field = |name: &str| sync.and_then(|e| e.get(name)).and_then(Value::as_str);
+                // A cloud-only user an administrator gave an anchor is not joined yet.
+                if field("source") != Some("on_premises") {
+                    continue;
+                }
+                if let (Some(id), Some(anchor)) =
+                    (r.get("id").and_then(Value::as_str), field("immutableId"))
+                {
                     joined.insert(anchor.to_owned(), id.to_owned());
                 }
             }
-            let total = page
-                .get("totalResults")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            start += resources.len();
-            if resources.is_empty() || start as u64 > total {
-                return Ok(joined);
-            }
         }
+        Ok(joined)
     }
 
     pub async fn put_verifier(

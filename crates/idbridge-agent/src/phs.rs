@@ -162,19 +162,21 @@ pub async fn run_once(
             format!("{} (Kerberos: {reason})", drs.mechanism())
         }
     };
-    let mut joined: Option<HashMap<String, String>> = None;
     let mut watermark = since.clone();
     {
         let mut replication = drs.replicate_secrets(&config.ad.base_dn, since.as_ref());
         while let Some(page) = replication.next_page().await? {
             status.replicated += page.accounts.len();
+            // The cloud is asked only about the accounts of this page that carry a hash.
+            let anchors: Vec<String> = page
+                .accounts
+                .iter()
+                .filter(|a| a.nt_hash.is_some())
+                .map(|a| anchor(&a.object_guid))
+                .collect();
+            let joined = cloud.joined_users(&anchors).await?;
             for account in &page.accounts {
-                if account.nt_hash.is_some() && joined.is_none() {
-                    // Only asked for when there is something to send.
-                    joined = Some(cloud.joined_users().await?);
-                }
-                let empty = HashMap::new();
-                match plan(account, joined.as_ref().unwrap_or(&empty)) {
+                match plan(account, &joined) {
                     Decision::Skip(SkipReason::NoHash) => status.skipped_no_hash += 1,
                     Decision::Skip(SkipReason::MachineAccount) => status.skipped_machine += 1,
                     Decision::Skip(SkipReason::NotJoined) => status.skipped_not_joined += 1,

@@ -6,10 +6,12 @@
 //! again, so a crash or timeout cannot create duplicates.
 
 mod client;
+mod filter;
 mod patch;
 
 pub use client::{
     BulkLimits, BulkOperation, BulkResult, Capabilities, ResourceType, RetryPolicy, ScimClient,
     ScimClientConfig, ScimClientError, SearchPage, Write, REQUESTS_IN_FLIGHT,
 };
+pub use filter::eq_filter;
 pub use patch::{minimal_patch, PatchOp};

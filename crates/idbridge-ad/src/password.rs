@@ -44,38 +44,65 @@ impl AdConnector {
         Ok(())
     }
 
-    /// The DN of the user whose anchor is `anchor`: its objectGUID, or a `mS-DS-ConsistencyGuid`
-    /// set before the sync started.
+    /// The DN of the user under `base` whose anchor is `anchor`: its objectGUID, or a
+    /// `mS-DS-ConsistencyGuid` set before the sync started. The objectGUID is read directly
+    /// (`<GUID=...>`); only when no object has it is `mS-DS-ConsistencyGuid` searched, which
+    /// Samba does not index (in one `or` with objectGUID, it made every lookup a scan of the
+    /// domain: about 4 s at 100,000 users).
     pub async fn find_by_anchor(
         &mut self,
         base: &Dn,
         anchor: &[u8],
     ) -> Result<Option<String>, AdError> {
-        const OP: &str = "finding the user by its anchor";
+        let hex: String = anchor.iter().map(|b| format!("{b:02x}")).collect();
+        let by_guid = self
+            .first_dn(&format!("<GUID={hex}>"), Scope::Base, "(objectClass=user)")
+            .await?
+            .filter(|dn| Dn::parse(dn).is_ok_and(|dn| dn.is_within(base)));
+        if by_guid.is_some() {
+            return Ok(by_guid);
+        }
         let escaped: String = anchor.iter().map(|b| format!("\\{b:02x}")).collect();
-        let filter = format!(
-            "(&(objectClass=user)(|(objectGUID={escaped})(mS-DS-ConsistencyGuid={escaped})))"
-        );
-        let base = base.to_string();
+        self.first_dn(
+            &base.to_string(),
+            Scope::Subtree,
+            &format!("(&(objectClass=user)(mS-DS-ConsistencyGuid={escaped}))"),
+        )
+        .await
+    }
+
+    /// The DN of the first entry a search finds; `None` when there is none, or no such base.
+    async fn first_dn(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+    ) -> Result<Option<String>, AdError> {
+        const OP: &str = "finding the user by its anchor";
         let result = self
             .ldap
             .with_timeout(self.timeout)
-            .search(&base, Scope::Subtree, &filter, vec!["1.1"])
+            .search(base, scope, filter, vec!["1.1"])
             .await
-            .map_err(|e| transport(OP, &base, e))?;
+            .map_err(|e| transport(OP, base, e))?;
         let (entries, res) = (result.0, result.1);
-        if res.rc != 0 {
-            return Err(AdError::Ldap {
-                operation: OP,
-                base,
-                code: res.rc,
-                message: res.text,
-            });
+        match res.rc {
+            0 => {}
+            // noSuchObject: no object has that GUID.
+            32 => return Ok(None),
+            code => {
+                return Err(AdError::Ldap {
+                    operation: OP,
+                    base: base.to_string(),
+                    code,
+                    message: res.text,
+                })
+            }
         }
         Ok(entries
             .into_iter()
             .map(SearchEntry::construct)
-            .map(|e| e.dn)
+            .map(|e| crate::entry::strip_extended_dn(&e.dn).to_string())
             .next())
     }
 

@@ -328,12 +328,7 @@ impl AdConnector {
         let mut page = Page::default();
         self.convert_all(raws, &mut page.entries, &mut page.errors)
             .await?;
-        let paged = res
-            .ctrls
-            .iter()
-            .find(|c| c.1.ctype == ber::PAGED_RESULTS_OID)
-            .and_then(|c| c.1.val.as_deref());
-        search.cookie = match paged {
+        search.cookie = match control_value(&res, ber::PAGED_RESULTS_OID) {
             Some(v) => {
                 ber::decode_paged_response(v)
                     .map_err(|e| protocol(OP, &search.base, e))?
@@ -465,11 +460,7 @@ impl AdConnector {
                 .await?;
             self.convert_all(raws, &mut batch.entries, &mut batch.errors)
                 .await?;
-            let value = res
-                .ctrls
-                .iter()
-                .find(|c| c.1.ctype == ber::DIRSYNC_OID)
-                .and_then(|c| c.1.val.as_deref())
+            let value = control_value(&res, ber::DIRSYNC_OID)
                 .ok_or_else(|| protocol(OP, &base_s, "no DirSync response control"))?;
             let response =
                 ber::decode_dirsync_response(value).map_err(|e| protocol(OP, &base_s, e))?;
@@ -649,6 +640,14 @@ pub(crate) fn transport(operation: &'static str, base: &str, e: LdapError) -> Ad
             message: e.to_string(),
         },
     }
+}
+
+/// The value of the response control `oid`, if the DC sent one.
+fn control_value<'r>(res: &'r LdapResult, oid: &str) -> Option<&'r [u8]> {
+    res.ctrls
+        .iter()
+        .find(|c| c.1.ctype == oid)
+        .and_then(|c| c.1.val.as_deref())
 }
 
 fn protocol(operation: &'static str, base: &str, message: impl std::fmt::Display) -> AdError {

@@ -284,7 +284,14 @@ impl AdConnector {
         filter: &str,
         attrs: &[&str],
     ) -> Result<(Vec<AdEntry>, Vec<AdEntryError>), AdError> {
-        let mut search = PagedSearch::new(base, filter, attrs);
+        self.read_all(PagedSearch::new(base, filter, attrs)).await
+    }
+
+    /// Every page of `search`, together.
+    async fn read_all(
+        &mut self,
+        mut search: PagedSearch,
+    ) -> Result<(Vec<AdEntry>, Vec<AdEntryError>), AdError> {
         let (mut entries, mut errors) = (Vec::new(), Vec::new());
         while let Some(page) = self.next_page(&mut search).await? {
             entries.extend(page.entries);
@@ -361,12 +368,7 @@ impl AdConnector {
             crit: true,
             val: None,
         });
-        let (mut entries, mut errors) = (Vec::new(), Vec::new());
-        while let Some(page) = self.next_page(&mut search).await? {
-            entries.extend(page.entries);
-            errors.extend(page.errors);
-        }
-        Ok((entries, errors))
+        self.read_all(search).await
     }
 
     /// The objects under `base` with these objectGUIDs, whole (as `search_all` reads them).

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use idbridge_core::Secret;
 use idbridge_phs::PhsVerifier;
-use idbridge_scim_client::eq_filter;
+use idbridge_scim_client::or_filters;
 use serde_json::{json, Value};
 
 use crate::config::CloudConfig;
@@ -67,27 +67,22 @@ impl CloudClient {
     }
 
     /// Source anchor (`immutableId`) -> cloud id, for the on-premises users among `anchors`.
-    /// One `or` search per few dozen anchors, which the cloud answers from its anchor index: a
+    /// One `or` search per few dozen anchors (see [`or_filters`]), which the cloud answers from its anchor index: a
     /// hash sync cycle asks only about the accounts it has hashes for, however many users the
     /// cloud holds (listing them all cost the cloud a scan of every user per page).
     pub async fn joined_users(
         &self,
         anchors: &[String],
     ) -> Result<HashMap<String, String>, AgentError> {
-        // Keeps the filter a few KiB long.
-        const PER_SEARCH: usize = 50;
+        let path = format!("{SYNC_USER}:immutableId");
+        let anchors: Vec<&str> = anchors.iter().map(String::as_str).collect();
         let mut joined = HashMap::new();
-        for chunk in anchors.chunks(PER_SEARCH) {
-            let filter = chunk
-                .iter()
-                .map(|a| eq_filter(&format!("{SYNC_USER}:immutableId"), a))
-                .collect::<Vec<_>>()
-                .join(" or ");
+        for (filter, batch) in or_filters(&path, &anchors) {
             let body = json!({
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
                 "filter": filter,
-                "attributes": ["id", format!("{SYNC_USER}:immutableId"), format!("{SYNC_USER}:source")],
-                "count": 2 * chunk.len(),
+                "attributes": ["id", &path, format!("{SYNC_USER}:source")],
+                "count": 2 * batch.len(),
             });
             let url = format!("{}/scim/v2/Users/.search", self.base);
             let page = self

@@ -13,5 +13,5 @@ pub use client::{
     BulkLimits, BulkOperation, BulkResult, Capabilities, ResourceType, RetryPolicy, ScimClient,
     ScimClientConfig, ScimClientError, SearchPage, Write, REQUESTS_IN_FLIGHT,
 };
-pub use filter::eq_filter;
+pub use filter::{eq_filter, or_filters, MAX_FILTER_BYTES, MAX_TERMS};
 pub use patch::{minimal_patch, PatchOp};

@@ -225,7 +225,12 @@ const IN_LIST_MAX: usize = 500;
 
 /// `$1, $2, ... $n`.
 fn in_list(n: usize) -> String {
-    (1..=n)
+    in_list_from(1, n)
+}
+
+/// `$first, ... $(first + n - 1)`: an `IN` list after `first - 1` other parameters.
+fn in_list_from(first: usize, n: usize) -> String {
+    (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
@@ -234,12 +239,7 @@ fn in_list(n: usize) -> String {
 /// `($1, .. $columns), ($columns+1, ..), ...`: `rows` rows of a multi-row `VALUES`.
 fn rows_sql(columns: usize, rows: usize) -> String {
     (0..rows)
-        .map(|row| {
-            let cells: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", row * columns + c))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
+        .map(|row| format!("({})", in_list_from(row * columns + 1, columns)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -796,10 +796,7 @@ impl Tx {
         for chunk in guids.chunks(IN_LIST_MAX) {
             let sql = format!(
                 "UPDATE ad_objects SET import_generation = $1 WHERE guid IN ({})",
-                (2..chunk.len() + 2)
-                    .map(|i| format!("${i}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                in_list_from(2, chunk.len())
             );
             bind_all(sqlx::query(&sql).bind(generation), chunk)
                 .execute(self.tx.conn())
@@ -1085,6 +1082,13 @@ mod tests {
     use idbridge_rules::Value as AttrValue;
 
     use super::*;
+
+    #[test]
+    fn placeholders_number_on_from_where_they_start() {
+        assert_eq!(in_list(3), "$1, $2, $3");
+        assert_eq!(in_list_from(2, 2), "$2, $3");
+        assert_eq!(rows_sql(2, 2), "($1, $2), ($3, $4)");
+    }
 
     fn object(guid: u8, dn: &str, members: &[&str]) -> AdObject {
         let mut attrs = idbridge_engine::Attributes::new();

@@ -10,17 +10,13 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use idbridge_engine::CloudKind;
-use idbridge_scim::{EqKey, ResourceKind, MAX_FILTER_LEN};
-use idbridge_scim_client::{eq_filter, ScimClient, ScimClientError, REQUESTS_IN_FLIGHT};
+use idbridge_scim::{EqKey, ResourceKind};
+use idbridge_scim_client::{
+    eq_filter, or_filters, ScimClient, ScimClientError, REQUESTS_IN_FLIGHT,
+};
 use serde_json::Value;
 
 use super::resource_type;
-
-/// Most equality terms in one `or` filter.
-const MAX_TERMS: usize = 100;
-/// Longest `or` filter, in bytes: idbridge's cloud accepts 8,192 characters; half of that
-/// leaves room for servers with tighter limits. (A single term longer than this goes alone.)
-const MAX_FILTER_BYTES: usize = MAX_FILTER_LEN / 2;
 
 /// One search a provision needs: resources of a kind whose `path` equals `value`.
 pub(super) type Ask<'a> = (CloudKind, &'a str, &'a str);
@@ -161,32 +157,6 @@ fn scim_kind(kind: CloudKind) -> ResourceKind {
     }
 }
 
-/// The `or` filters asking for `values` at `path`, each with the values it asks for: at most
-/// [`MAX_TERMS`] terms and [`MAX_FILTER_BYTES`] bytes each.
-fn or_filters<'v>(path: &str, values: &[&'v str]) -> Vec<(String, Vec<&'v str>)> {
-    const OR: &str = " or ";
-    let mut filters = Vec::new();
-    let mut filter = String::new();
-    let mut batch = Vec::new();
-    for &value in values {
-        let term = eq_filter(path, value);
-        let full =
-            batch.len() >= MAX_TERMS || filter.len() + OR.len() + term.len() > MAX_FILTER_BYTES;
-        if full && !batch.is_empty() {
-            filters.push((std::mem::take(&mut filter), std::mem::take(&mut batch)));
-        }
-        if !filter.is_empty() {
-            filter.push_str(OR);
-        }
-        filter.push_str(&term);
-        batch.push(value);
-    }
-    if !batch.is_empty() {
-        filters.push((filter, batch));
-    }
-    filters
-}
-
 /// Hands each resource found to the values it holds at the key's path: by value, what a search
 /// for that value alone finds. `None` when a resource holds none of them: the server compared
 /// otherwise than the key does, so the results cannot be told apart.
@@ -233,53 +203,6 @@ mod tests {
 
     fn key(path: &str) -> EqKey {
         EqKey::new(ResourceKind::User, path).unwrap()
-    }
-
-    #[test]
-    fn filters_follow_the_scim_grammar() {
-        assert_eq!(
-            or_filters(WORK_MAIL, &["a@x", "b@x"]),
-            [(
-                r#"emails[type eq "work" and value eq "a@x"] or emails[type eq "work" and value eq "b@x"]"#
-                    .to_owned(),
-                vec!["a@x", "b@x"]
-            )]
-        );
-    }
-
-    #[test]
-    fn or_filters_keep_to_the_term_and_length_caps() {
-        let short: Vec<String> = (0..250).map(|i| format!("u{i}")).collect();
-        let short: Vec<&str> = short.iter().map(String::as_str).collect();
-        let batches = or_filters("userName", &short);
-        let sizes: Vec<usize> = batches.iter().map(|(_, b)| b.len()).collect();
-        assert_eq!(sizes, [100, 100, 50]);
-
-        // Anchors under the idbridge path: about 100 bytes a term, so the length cap decides.
-        let anchors: Vec<String> = (0..100)
-            .map(|i| format!("QUJDREVGR0hJSktMTU5PUA{i:02}"))
-            .collect();
-        let anchors: Vec<&str> = anchors.iter().map(String::as_str).collect();
-        let batches = or_filters(ANCHOR, &anchors);
-        assert!(batches.len() > 1);
-        let mut all: Vec<&str> = Vec::new();
-        for (filter, batch) in &batches {
-            assert!(filter.len() <= MAX_FILTER_BYTES, "{}", filter.len());
-            assert_eq!(filter.matches(" or ").count() + 1, batch.len());
-            let parsed = idbridge_scim::Filter::parse(filter).unwrap();
-            assert_eq!(
-                parsed.as_indexable_eq_any().map(|(_, v)| v),
-                Some(batch.iter().map(|v| (*v).to_owned()).collect())
-            );
-            all.extend(batch);
-        }
-        assert_eq!(all, anchors, "every value once, in order");
-
-        // A term too long for the cap goes alone.
-        let long = "x".repeat(MAX_FILTER_BYTES);
-        let batches = or_filters("userName", &["a", &long, "b"]);
-        let sizes: Vec<usize> = batches.iter().map(|(_, b)| b.len()).collect();
-        assert_eq!(sizes, [1, 1, 1]);
     }
 
     fn user(id: &str, user_name: &str, anchor: Option<&str>, mail: &str) -> Value {

@@ -3,6 +3,7 @@
 writeback, each next to a baseline measured in the same run. Called by bench/run."""
 import argparse
 import base64
+import collections
 import json
 import os
 import re
@@ -45,18 +46,48 @@ class Failed(Exception):
     pass
 
 
+Timed = collections.namedtuple("Timed", "seconds rss_mb cpu_s out")
+
+
 def timed(args, env=None):
-    """Wall seconds and peak RSS (MiB) of a command; its log goes to .lab/bench/cli.log."""
+    """Wall seconds, peak RSS (MiB) and CPU seconds of a command; its log goes to .lab/bench/cli.log."""
     started = time.time()
-    out = subprocess.run(["/usr/bin/time", "-f", "%M"] + args, capture_output=True, text=True, env=env)
+    out = subprocess.run(["/usr/bin/time", "-f", "%M %U %S"] + args, capture_output=True, text=True, env=env)
     elapsed = time.time() - started
     if os.path.isdir(WORK):
         with open(os.path.join(WORK, "cli.log"), "a") as log:
             log.write("$ %s\n%s" % (" ".join(args[:3]), out.stderr))
     if out.returncode != 0:
         raise Failed("%s failed: %s" % (" ".join(args[:4]), out.stderr.strip()[-600:]))
-    rss_kb = int(out.stderr.strip().splitlines()[-1])
-    return elapsed, rss_kb / 1024, out.stdout
+    rss_kb, user_s, sys_s = out.stderr.strip().splitlines()[-1].split()
+    return Timed(elapsed, int(rss_kb) / 1024, float(user_s) + float(sys_s), out.stdout)
+
+
+def cpu_seconds(pids):
+    """CPU seconds (user + system) the processes `pids` have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass  # the process ended
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def dc_pids():
+    """The lab DC's processes (samba forks its workers from one binary and renames them)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                exe = os.readlink("/proc/%s/exe" % entry)
+            except OSError:
+                continue
+            if os.path.basename(exe) == "samba":
+                pids.append(int(entry))
+    return pids
 
 
 def import_attributes():
@@ -145,6 +176,14 @@ class Agent:
 
     def cli(self, *args):
         return timed([BIN] + list(args) + ["--config", self.config])
+
+    def cli_with_cpu(self, cloud, *args):
+        """`cli`, with the CPU seconds it took of the agent, the cloud and the DC."""
+        cloud_before, dc_before = cpu_seconds([cloud.proc.pid]), cpu_seconds(dc_pids())
+        run = self.cli(*args)
+        cpu = {"agent": round(run.cpu_s, 1), "cloud": round(cpu_seconds([cloud.proc.pid]) - cloud_before, 1),
+               "dc": round(cpu_seconds(dc_pids()) - dc_before, 1)}
+        return run._replace(cpu_s=cpu)
 
     def runs_finished(self):
         """Finished runs in the agent's history (the CLI's and the daemon's)."""
@@ -299,23 +338,33 @@ def measure():
         ldapsearch = ["ldapsearch", "-LLL", "-H", ad["ldaps_url"], "-x", "-D", ad["service_account_upn"],
                       "-w", ad["service_account_password"], "-b", ad["base_dn"], "-E", "pr=1000/noprompt",
                       IMPORT_FILTER] + attrs
-        ldapsearch_s, _, out = timed(ldapsearch, env=ldap_env(lab))
+        dc_before = cpu_seconds(dc_pids())
+        baseline = timed(ldapsearch, env=ldap_env(lab))
+        ldapsearch_s = baseline.seconds
         results["ldapsearch_s"] = round(ldapsearch_s, 3)
-        results["ldapsearch_objects"] = sum(1 for line in out.splitlines() if line.startswith("dn:"))
+        results["ldapsearch_objects"] = sum(1 for line in baseline.out.splitlines() if line.startswith("dn:"))
+        results["ldapsearch_cpu_s"] = {"ldapsearch": round(baseline.cpu_s, 1),
+                                       "dc": round(cpu_seconds(dc_pids()) - dc_before, 1)}
 
         say("initial full sync into an empty cloud")
-        full_s, full_rss, _ = agent.cli("sync", "full-cycle", "--json")
+        full = agent.cli_with_cpu(cloud, "sync", "full-cycle", "--json")
+        full_s, full_rss = full.seconds, full.rss_mb
+        results["full_sync_cpu_s"] = full.cpu_s
         status, listing = cloud.call("GET", "/users")
         exported = len(listing.get("users", []))
         results["objects"] = exported + groups
         results["full_sync_s"] = round(full_s, 3)
         results["ratio_full_sync_to_ldapsearch"] = round(full_s / ldapsearch_s, 2)
         say("re-sync with no changes")
-        resync_s, resync_rss, _ = agent.cli("sync", "full-cycle", "--json")
+        resync = agent.cli_with_cpu(cloud, "sync", "full-cycle", "--json")
+        resync_s, resync_rss = resync.seconds, resync.rss_mb
         results["resync_s"] = round(resync_s, 3)
+        results["resync_cpu_s"] = resync.cpu_s
         if args.sync_only:
             say("full sync %.2f s, ldapsearch %.2f s (ratio %.2f), re-sync %.2f s, %d objects"
                 % (full_s, ldapsearch_s, full_s / ldapsearch_s, resync_s, results["objects"]))
+            say("CPU seconds: ldapsearch %s, full sync %s, re-sync %s"
+                % (results["ldapsearch_cpu_s"], full.cpu_s, resync.cpu_s))
             return
 
         agent.register(cloud)
@@ -383,7 +432,7 @@ def measure():
 
         say("full hash replication, and the baseline on Samba's own Python bindings")
         try:
-            phs_full_s, phs_rss, _ = agent.cli("phs", "full")
+            phs_full_s, phs_rss, _, _ = agent.cli("phs", "full")
             results["phs_full_s"] = round(phs_full_s, 3)
         except Failed as e:
             # Reported, not hidden: the table and the JSON say what failed.

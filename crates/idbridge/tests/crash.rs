@@ -58,12 +58,18 @@ async fn an_agent_killed_between_export_and_confirm_creates_no_duplicate() {
         killed.status,
         String::from_utf8_lossy(&killed.stderr)
     );
+    // A full cycle exports pages while it imports them: the first confirmation may come
+    // before every test user was sent, but at least one was created and not recorded.
+    let mut created_before_death = 0;
     for name in &names {
-        assert!(
-            cloud.user_by_name(&ad.upn(name)).await.is_some(),
-            "the cloud created {name} before the agent died"
-        );
+        if cloud.user_by_name(&ad.upn(name)).await.is_some() {
+            created_before_death += 1;
+        }
     }
+    assert!(
+        created_before_death > 0,
+        "the cloud created a user before the agent died"
+    );
 
     let resumed = idbridge(&config, &["cycle", "--json"], None);
     assert!(

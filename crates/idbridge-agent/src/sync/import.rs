@@ -9,7 +9,7 @@ use idbridge_ad::{AdConnector, AdEntry, AdEntryError, AdError, Page, PagedSearch
 use idbridge_core::{AttrName, Dn, ObjectGuid};
 use idbridge_engine::AdObject;
 use idbridge_rules::{Value, AD};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::store::{RunCounts, StoreError, Tx};
 use super::{SyncContext, SyncError};
@@ -220,8 +220,13 @@ impl SyncContext {
     /// Reads every object; objects the store holds that AD no longer has are marked deleted.
     /// The DirSync cookie is taken first, so changes made during the import come again in the
     /// next delta (applying a change twice is harmless; missing one is not). Pages are written
-    /// while the next ones are read, so memory holds a few pages, not the directory.
-    pub(crate) async fn full_import(&self, counts: &mut RunCounts) -> Result<(), SyncError> {
+    /// while the next ones are read, so memory holds a few pages, not the directory. `written`,
+    /// when given, is notified after each page commits.
+    pub(crate) async fn full_import(
+        &self,
+        counts: &mut RunCounts,
+        written: Option<&Notify>,
+    ) -> Result<(), SyncError> {
         let mut tx = self.store.begin().await?;
         let generation = tx.next_generation().await?;
         tx.commit().await?;
@@ -239,6 +244,9 @@ impl SyncContext {
                 counts.errors += self.record_entry_errors(&page.errors).await?;
                 let step = page.entries.len() as u64;
                 self.import_page(page.entries, generation, counts).await?;
+                if let Some(written) = written {
+                    written.notify_one();
+                }
                 imported += step;
                 self.progress.step("import", imported, step, None);
             }
@@ -325,7 +333,7 @@ impl SyncContext {
     /// Applies the changes since the stored cookie (a full import when there is none).
     pub(crate) async fn delta_import(&self, counts: &mut RunCounts) -> Result<(), SyncError> {
         let Some(cookie) = self.store.cookie().await? else {
-            return self.full_import(counts).await;
+            return self.full_import(counts, None).await;
         };
         let mut changes = self
             .read_from_dc("delta import", || self.read_changes(&cookie))

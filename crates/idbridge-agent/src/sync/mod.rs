@@ -311,23 +311,89 @@ impl SyncContext {
         counts: &mut RunCounts,
     ) -> Result<Outcome, SyncError> {
         match profile {
-            Profile::FullImport => self.full_import(counts).await?,
+            Profile::FullImport => self.full_import(counts, None).await?,
             Profile::DeltaImport => self.delta_import(counts).await?,
-            Profile::FullSync => self.synchronize(true, counts).await?,
-            Profile::DeltaSync => self.synchronize(false, counts).await?,
-            Profile::Export => return self.export_and_resolve(counts).await,
+            Profile::FullSync => {
+                self.synchronize(true, counts).await?;
+            }
+            Profile::DeltaSync => {
+                self.synchronize(false, counts).await?;
+            }
+            Profile::Export => {
+                return self
+                    .export_and_resolve(counts, export::ExportPass::default())
+                    .await
+            }
             Profile::Cycle | Profile::FullCycle => {
-                if profile == Profile::FullCycle || self.store.cookie().await?.is_none() {
-                    self.full_import(counts).await?;
+                let full = profile == Profile::FullCycle;
+                let mut pass = export::ExportPass::default();
+                if full || self.store.cookie().await?.is_none() {
+                    if full {
+                        let mut tx = self.store.begin().await?;
+                        tx.mark_all_pending().await?;
+                        tx.commit().await?;
+                    }
+                    self.import_and_follow(counts, &mut pass).await?;
                 } else {
                     self.delta_import(counts).await?;
                 }
-                self.synchronize(profile == Profile::FullCycle, counts)
-                    .await?;
-                return self.export_and_resolve(counts).await;
+                self.synchronize(false, counts).await?;
+                return self.export_and_resolve(counts, pass).await;
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// A full import, with synchronization and export following it while it reads: each
+    /// imported page is synchronized and exported while the DC sends the next ones, so a full
+    /// cycle takes about as long as reading the directory, not reading and then writing it.
+    /// The cycle's usual steps then finish what is left: the objects the import found gone,
+    /// and the exports held for references that did not resolve yet.
+    ///
+    /// With a pilot group the import runs alone: the scope depends on the group's members,
+    /// which are known only once the group itself is imported.
+    async fn import_and_follow(
+        &self,
+        counts: &mut RunCounts,
+        pass: &mut export::ExportPass,
+    ) -> Result<(), SyncError> {
+        if self.scope.pilot_group.is_some() {
+            return self.full_import(counts, None).await;
+        }
+        let written = tokio::sync::Notify::new();
+        let imported = std::cell::Cell::new(false);
+        let mut import_counts = RunCounts::default();
+        let import = async {
+            let result = self.full_import(&mut import_counts, Some(&written)).await;
+            imported.set(true);
+            written.notify_one();
+            result
+        };
+        let follow = async {
+            let mut exporting = true;
+            loop {
+                // Read before the round: a round that starts after the import sees all of it.
+                let last = imported.get();
+                let synced = self.synchronize(false, counts).await?;
+                if exporting {
+                    // Synchronization changed the pending exports: read them all again.
+                    pass.held.clear();
+                    // Staging mode or the deletion threshold: the cycle's export says why.
+                    exporting = matches!(self.export(counts, pass, true).await?, Outcome::Done);
+                }
+                if last {
+                    return Ok::<_, SyncError>(());
+                }
+                if synced == 0 {
+                    written.notified().await;
+                }
+            }
+        };
+        let (imported, followed) = tokio::join!(import, follow);
+        counts.add(&import_counts);
+        // The import's failure first: the follower may have stopped because of it.
+        imported?;
+        followed
     }
 
     /// Exports in waves. Objects whose references wait for objects this run creates (a new
@@ -335,10 +401,14 @@ impl SyncContext {
     /// goes out in one write rather than a create and a later patch. What still does not
     /// resolve (a chain deeper than the waves, a reference to an object out of scope) goes out
     /// without it; when new cloud objects let it resolve, the object is synced and exported
-    /// once more.
-    async fn export_and_resolve(&self, counts: &mut RunCounts) -> Result<Outcome, SyncError> {
+    /// once more. `pass` carries what earlier exports of the run learned.
+    async fn export_and_resolve(
+        &self,
+        counts: &mut RunCounts,
+        mut pass: export::ExportPass,
+    ) -> Result<Outcome, SyncError> {
         const MAX_WAVES: usize = 32;
-        let mut pass = export::ExportPass::default();
+        pass.held.clear();
         let mut held_before = usize::MAX;
         for _ in 0..MAX_WAVES {
             let outcome = self.export(counts, &mut pass, true).await?;

@@ -172,6 +172,17 @@ pub struct RunCounts {
     pub errors: i64,
 }
 
+impl RunCounts {
+    /// Adds the counts of a step that ran beside another (see `import_and_follow`).
+    pub fn add(&mut self, other: &RunCounts) {
+        self.adds += other.adds;
+        self.updates += other.updates;
+        self.renames += other.renames;
+        self.deletes += other.deletes;
+        self.errors += other.errors;
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRecord {
     pub id: i64,

@@ -36,7 +36,7 @@ impl SyncContext {
         &self,
         full: bool,
         counts: &mut RunCounts,
-    ) -> Result<(), SyncError> {
+    ) -> Result<u64, SyncError> {
         if full {
             let mut tx = self.store.begin().await?;
             tx.mark_all_pending().await?;
@@ -113,7 +113,7 @@ impl SyncContext {
             ms = started.elapsed().as_millis() as u64,
             "synchronization done"
         );
-        Ok(())
+        Ok(synced)
     }
 
     /// Syncs one object of a batch; true when it went through, so its earlier errors are

@@ -56,14 +56,22 @@ pub(crate) struct ExportPass {
     /// Objects joined to a cloud object in this run (guid, DN).
     pub joined: Vec<(String, String)>,
     /// Objects whose exports the last call held back because their references do not resolve
-    /// yet; the next call starts from them (nothing else changes the pending exports between
-    /// two waves).
-    pub held: Vec<String>,
+    /// yet.
+    pub held: Vec<Held>,
+    /// The objects whose pending exports the next call sends; all of them when empty. Waves
+    /// set it to the held ones (nothing else changes the pending exports between two waves).
+    pub next: Vec<String>,
 }
 
-/// Pending exports read a page at a time: the objects a wave held back, or else all of them.
+/// An export held back, and the references (DN keys) it waits for.
+pub(crate) struct Held {
+    pub guid: String,
+    pub waiting_for: Vec<String>,
+}
+
+/// Pending exports read a page at a time: those of the given objects, or else all of them.
 struct PendingPages {
-    held: Vec<String>,
+    only: Vec<String>,
     cursor: Option<PendingCursor>,
     done: bool,
 }
@@ -72,9 +80,9 @@ struct PendingPages {
 const EXPORT_PAGE: usize = 500;
 
 impl PendingPages {
-    fn new(held: Vec<String>) -> Self {
+    fn new(only: Vec<String>) -> Self {
         Self {
-            held,
+            only,
             cursor: None,
             done: false,
         }
@@ -84,7 +92,7 @@ impl PendingPages {
         if self.done {
             return Ok(None);
         }
-        let page = if self.held.is_empty() {
+        let page = if self.only.is_empty() {
             let page = store
                 .pending_exports_after(self.cursor.as_ref(), EXPORT_PAGE as i64)
                 .await?;
@@ -92,11 +100,11 @@ impl PendingPages {
             self.done = page.len() < EXPORT_PAGE;
             page
         } else {
-            let rest = self.held.split_off(self.held.len().min(EXPORT_PAGE));
-            let guids: Vec<&str> = self.held.iter().map(String::as_str).collect();
+            let rest = self.only.split_off(self.only.len().min(EXPORT_PAGE));
+            let guids: Vec<&str> = self.only.iter().map(String::as_str).collect();
             let page = store.pending_exports_of(&guids).await?;
-            self.held = rest;
-            self.done = self.held.is_empty();
+            self.only = rest;
+            self.done = self.only.is_empty();
             page
         };
         Ok(Some(page))
@@ -157,16 +165,18 @@ impl SyncContext {
         over_count || over_percent
     }
 
-    /// Sends the pending exports, except those of objects that already failed in this run
-    /// (`pass.failed`) and, with `hold_unresolved`, those whose references do not all resolve
-    /// yet (kept in `pass.held`); records failures and new joins in `pass`.
+    /// Sends the pending exports (of `pass.next`, or all), except those of objects that
+    /// already failed in this run (`pass.failed`) and, with `hold_unresolved`, those whose
+    /// references do not all resolve yet (kept in `pass.held`); records failures and new joins
+    /// in `pass`.
     pub(crate) async fn export(
         &self,
         counts: &mut RunCounts,
         pass: &mut ExportPass,
         hold_unresolved: bool,
     ) -> Result<Outcome, SyncError> {
-        let held_before = std::mem::take(&mut pass.held);
+        let only = std::mem::take(&mut pass.next);
+        pass.held.clear();
         let (waiting, deletes) = self.store.pending_export_counts().await?;
         let deletes = deletes.saturating_sub(pass.failed_deletes);
         if self.staging {
@@ -189,9 +199,9 @@ impl SyncContext {
                 )));
             }
         }
-        let total = match held_before.len() {
+        let total = match only.len() {
             0 => waiting,
-            held => held as u64,
+            only => only as u64,
         };
         let started = std::time::Instant::now();
         if total == 0 {
@@ -202,14 +212,17 @@ impl SyncContext {
         let mut provisioned = 0u64;
         let mut sent = 0u64;
         // A page at a time, so memory holds a page of documents, not every pending export.
-        let mut pages = PendingPages::new(held_before);
+        let mut pages = PendingPages::new(only);
         while let Some(mut page) = pages.next(&self.store).await? {
             page.retain(|p| !pass.failed.contains(&p.guid));
             let completed = self
                 .resolve_pending_references(&mut page, !hold_unresolved)
                 .await?;
             let (held, page): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| p.unresolved);
-            pass.held.extend(held.into_iter().map(|p| p.guid));
+            pass.held.extend(held.into_iter().map(|p| Held {
+                waiting_for: unresolved_references(&p.doc),
+                guid: p.guid,
+            }));
             if page.is_empty() {
                 continue;
             }

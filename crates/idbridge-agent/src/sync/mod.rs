@@ -7,6 +7,7 @@
 //! Runs on one store never overlap: each takes the store's lock file and waits for it.
 
 mod export;
+mod follow;
 mod import;
 mod preview;
 mod progress;
@@ -344,58 +345,6 @@ impl SyncContext {
         Ok(Outcome::Done)
     }
 
-    /// A full import, with synchronization and export following it while it reads: each
-    /// imported page is synchronized and exported while the DC sends the next ones, so a full
-    /// cycle takes about as long as reading the directory, not reading and then writing it.
-    /// The cycle's usual steps then finish what is left: the objects the import found gone,
-    /// and the exports held for references that did not resolve yet.
-    ///
-    /// With a pilot group the import runs alone: the scope depends on the group's members,
-    /// which are known only once the group itself is imported.
-    async fn import_and_follow(
-        &self,
-        counts: &mut RunCounts,
-        pass: &mut export::ExportPass,
-    ) -> Result<(), SyncError> {
-        if self.scope.pilot_group.is_some() {
-            return self.full_import(counts, None).await;
-        }
-        let written = tokio::sync::Notify::new();
-        let imported = std::cell::Cell::new(false);
-        let mut import_counts = RunCounts::default();
-        let import = async {
-            let result = self.full_import(&mut import_counts, Some(&written)).await;
-            imported.set(true);
-            written.notify_one();
-            result
-        };
-        let follow = async {
-            let mut exporting = true;
-            loop {
-                // Read before the round: a round that starts after the import sees all of it.
-                let last = imported.get();
-                let synced = self.synchronize(false, counts).await?;
-                if exporting {
-                    // Synchronization changed the pending exports: read them all again.
-                    pass.held.clear();
-                    // Staging mode or the deletion threshold: the cycle's export says why.
-                    exporting = matches!(self.export(counts, pass, true).await?, Outcome::Done);
-                }
-                if last {
-                    return Ok::<_, SyncError>(());
-                }
-                if synced == 0 {
-                    written.notified().await;
-                }
-            }
-        };
-        let (imported, followed) = tokio::join!(import, follow);
-        counts.add(&import_counts);
-        // The import's failure first: the follower may have stopped because of it.
-        imported?;
-        followed
-    }
-
     /// Exports in waves. Objects whose references wait for objects this run creates (a new
     /// group's new members, a new user's new manager) are held back until those exist, so each
     /// goes out in one write rather than a create and a later patch. What still does not
@@ -408,13 +357,14 @@ impl SyncContext {
         mut pass: export::ExportPass,
     ) -> Result<Outcome, SyncError> {
         const MAX_WAVES: usize = 32;
-        pass.held.clear();
+        pass.next.clear();
         let mut held_before = usize::MAX;
         for _ in 0..MAX_WAVES {
             let outcome = self.export(counts, &mut pass, true).await?;
             if !matches!(outcome, Outcome::Done) {
                 return Ok(outcome);
             }
+            pass.next = pass.held.iter().map(|h| h.guid.clone()).collect();
             // Stop when a wave resolved nothing: waiting cannot help.
             let held = pass.held.len();
             if held == 0 || held >= held_before {

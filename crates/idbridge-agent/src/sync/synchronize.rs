@@ -32,11 +32,12 @@ fn without_placeholders(doc: &serde_json::Value) -> serde_json::Value {
 }
 
 impl SyncContext {
+    /// Returns the objects it queued an export for (created or updated; deprovisions aside).
     pub(crate) async fn synchronize(
         &self,
         full: bool,
         counts: &mut RunCounts,
-    ) -> Result<u64, SyncError> {
+    ) -> Result<Vec<String>, SyncError> {
         if full {
             let mut tx = self.store.begin().await?;
             tx.mark_all_pending().await?;
@@ -56,6 +57,7 @@ impl SyncContext {
         let total = self.store.pending_sync_count().await?;
         let mut after = String::new();
         let mut synced = 0u64;
+        let mut queued = Vec::new();
         loop {
             let batch = self.store.pending_sync(&after, BATCH).await?;
             let Some(last) = batch.last() else { break };
@@ -99,6 +101,7 @@ impl SyncContext {
                     without_errors.push(*guid);
                 }
             }
+            queued.extend(writes.exports.iter().map(|e| e.guid.clone()));
             writes.flush(&mut tx).await?;
             tx.clear_errors(&without_errors).await?;
             tx.clear_pending(&guid_refs).await?;
@@ -113,7 +116,7 @@ impl SyncContext {
             ms = started.elapsed().as_millis() as u64,
             "synchronization done"
         );
-        Ok(synced)
+        Ok(queued)
     }
 
     /// Syncs one object of a batch; true when it went through, so its earlier errors are

@@ -1,0 +1,150 @@
+//! A full import followed by synchronization and export while it reads: each imported page is
+//! synchronized and exported while the DC sends the next ones, so a full cycle takes about as
+//! long as reading the directory, not reading it and then writing the cloud.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use idbridge_core::Dn;
+use tokio::sync::Notify;
+
+use super::export::{ExportPass, Held};
+use super::store::RunCounts;
+use super::{Outcome, SyncContext, SyncError};
+
+/// Exports held back for references, by the references they wait for: when an object is
+/// exported, those waiting only for it can go. Each round then reads just what synchronization
+/// queued and what was released, not every pending export again.
+#[derive(Default)]
+struct Waiting {
+    /// DN key -> the held objects referring to it.
+    by_target: HashMap<String, Vec<String>>,
+    /// Held object -> how many of its references are still missing.
+    missing: HashMap<String, usize>,
+}
+
+impl Waiting {
+    fn hold(&mut self, held: Held) {
+        let mut targets = held.waiting_for;
+        targets.sort_unstable();
+        targets.dedup();
+        self.missing.insert(held.guid.clone(), targets.len());
+        for target in targets {
+            self.by_target
+                .entry(target)
+                .or_default()
+                .push(held.guid.clone());
+        }
+    }
+
+    /// The held objects whose last missing reference is `dn`, just exported.
+    fn exported(&mut self, dn: &str, released: &mut Vec<String>) {
+        let Some(key) = Dn::parse(dn).ok().map(|d| d.normalized().to_owned()) else {
+            return;
+        };
+        for guid in self.by_target.remove(&key).unwrap_or_default() {
+            if let Some(missing) = self.missing.get_mut(&guid) {
+                *missing = missing.saturating_sub(1);
+                if *missing == 0 {
+                    self.missing.remove(&guid);
+                    released.push(guid);
+                }
+            }
+        }
+    }
+}
+
+impl SyncContext {
+    /// The full import of a cycle, with synchronization and export following it. What is left
+    /// when it ends (objects the import found gone, exports still waiting for references) is
+    /// for the cycle's usual steps; `pass` carries what the exports learned to them.
+    ///
+    /// With a pilot group the import runs alone: the scope depends on the group's members,
+    /// which are known only once the group itself is imported.
+    pub(crate) async fn import_and_follow(
+        &self,
+        counts: &mut RunCounts,
+        pass: &mut ExportPass,
+    ) -> Result<(), SyncError> {
+        if self.scope.pilot_group.is_some() {
+            return self.full_import(counts, None).await;
+        }
+        let written = Notify::new();
+        let imported = Cell::new(false);
+        let mut import_counts = RunCounts::default();
+        let import = async {
+            let result = self.full_import(&mut import_counts, Some(&written)).await;
+            imported.set(true);
+            written.notify_one();
+            result
+        };
+        let follow = async {
+            let mut exporting = true;
+            let mut waiting = Waiting::default();
+            let mut joined_seen = 0;
+            let mut released = Vec::new();
+            loop {
+                // Read before the round: a round that starts after the import sees all of it.
+                let last = imported.get();
+                let mut next = self.synchronize(false, counts).await?;
+                next.append(&mut released);
+                if exporting && !next.is_empty() {
+                    pass.next = next;
+                    // Staging mode or the deletion threshold: the cycle's export says why.
+                    exporting = matches!(self.export(counts, pass, true).await?, Outcome::Done);
+                    pass.held.drain(..).for_each(|held| waiting.hold(held));
+                    for (_, dn) in pass.joined.iter().skip(joined_seen) {
+                        waiting.exported(dn, &mut released);
+                    }
+                    joined_seen = pass.joined.len();
+                }
+                if last {
+                    return Ok::<_, SyncError>(());
+                }
+                if released.is_empty() {
+                    written.notified().await;
+                }
+            }
+        };
+        let (imported, followed) = tokio::join!(import, follow);
+        counts.add(&import_counts);
+        // The import's failure first: the follower may have stopped because of it.
+        imported?;
+        followed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Held, Waiting};
+
+    fn held(guid: &str, targets: &[&str]) -> Held {
+        Held {
+            guid: guid.into(),
+            waiting_for: targets.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn key(dn: &str) -> String {
+        idbridge_core::Dn::parse(dn)
+            .unwrap()
+            .normalized()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_held_export_is_released_when_its_last_reference_is_exported() {
+        let mut waiting = Waiting::default();
+        let (boss, peer) = ("CN=Boss,OU=Staff,DC=x", "CN=Peer,OU=Staff,DC=x");
+        waiting.hold(held("report", &[&key(boss), &key(peer), &key(boss)]));
+        waiting.hold(held("group", &[&key(peer)]));
+        let mut released = Vec::new();
+        waiting.exported("cn=boss,ou=staff,dc=x", &mut released);
+        assert!(released.is_empty(), "the report still waits for its peer");
+        waiting.exported(peer, &mut released);
+        released.sort();
+        assert_eq!(released, ["group", "report"]);
+        waiting.exported(peer, &mut released);
+        assert_eq!(released.len(), 2, "released once");
+    }
+}

@@ -214,8 +214,9 @@ impl PendingPasswordChanges {
 /// the DC (`EXOP_REPL_OBJ`, no search of the domain), their verifiers planned and sent as in
 /// [`run_once`]. The watermark is neither used nor moved: the next delta still brings these
 /// changes, which keeps it the safety net for anything this cycle missed. An account the DC
-/// does not return (deleted, not in the domain, a failed request) is listed in the status's
-/// errors and left to that delta.
+/// does not return (no object with that GUID, a failed request) is listed in the status's
+/// errors and left to that delta; a deleted one comes back as a tombstone without a hash and
+/// counts as `skipped_no_hash`.
 pub async fn run_targeted(
     config: &AgentConfig,
     cloud: &CloudClient,

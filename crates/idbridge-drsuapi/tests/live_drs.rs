@@ -334,9 +334,11 @@ async fn a_single_object_is_replicated_by_guid() {
         .await
         .unwrap();
 
+    let connecting = std::time::Instant::now();
     let mut client = DrsClient::connect(LOOPBACK, &service_credentials(&lab))
         .await
         .unwrap_or_else(|e| panic!("connect as the service account: {e}"));
+    eprintln!("connect (Kerberos, DRSBind): {:?}", connecting.elapsed());
     let started = std::time::Instant::now();
     let reply = client
         .replicate_object(guid)

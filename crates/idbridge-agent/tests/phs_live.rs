@@ -12,6 +12,7 @@ use common::TestCloud;
 use idbridge_agent::cloud::CloudClient;
 use idbridge_agent::phs::{self, Mode, PhsState};
 use idbridge_agent::state::StateFile;
+use idbridge_agent::AgentConfig;
 use idbridge_core::ObjectGuid;
 use idbridge_testkit::{unique_suffix, Lab, TestOu};
 use ldap3::{Scope as LdapScope, SearchEntry};
@@ -83,6 +84,14 @@ async fn joined_user(ou: &mut TestOu, lab: &Lab, cloud: &TestCloud, password: &s
     JoinedUser { upn, dn, guid }
 }
 
+/// The agent's configuration for the test cloud, its client and its hash sync state.
+fn agent(test_cloud: &TestCloud, lab: &Lab) -> (AgentConfig, CloudClient, StateFile<PhsState>) {
+    let config = test_cloud.agent_config(lab, "");
+    let cloud = CloudClient::new(&config.cloud).unwrap();
+    let state = StateFile::new(&config.storage.data_dir, "phs.json");
+    (config, cloud, state)
+}
+
 /// The HTTP status of a cloud sign-in.
 async fn sign_in(cloud: &TestCloud, upn: &str, password: &str) -> u16 {
     cloud
@@ -124,9 +133,7 @@ async fn on_prem_password_changes_reach_cloud_sign_in() {
     let sign_in = |password: &'static str| sign_in(&test_cloud, &user.upn, password);
     assert_eq!(sign_in(first).await, 401, "no verifier yet");
 
-    let config = test_cloud.agent_config(&lab, "");
-    let cloud = CloudClient::new(&config.cloud).unwrap();
-    let state: StateFile<PhsState> = StateFile::new(&config.storage.data_dir, "phs.json");
+    let (config, cloud, state) = agent(&test_cloud, &lab);
     let now = || "now".to_owned();
 
     let full = phs::run_once(&config, &cloud, &state, Mode::Full, now)
@@ -175,9 +182,7 @@ async fn a_targeted_cycle_sends_the_changed_account_and_leaves_the_watermark() {
     let first = "Erstes-Passwort-1";
     let user = joined_user(&mut ou, &lab, &test_cloud, first).await;
     let bystander = joined_user(&mut ou, &lab, &test_cloud, "Bystander-pass-1").await;
-    let config = test_cloud.agent_config(&lab, "");
-    let cloud = CloudClient::new(&config.cloud).unwrap();
-    let state: StateFile<PhsState> = StateFile::new(&config.storage.data_dir, "phs.json");
+    let (config, cloud, state) = agent(&test_cloud, &lab);
     let now = || "now".to_owned();
     let full = phs::run_once(&config, &cloud, &state, Mode::Full, now)
         .await

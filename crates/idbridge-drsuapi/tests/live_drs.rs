@@ -287,28 +287,32 @@ async fn an_account_without_replication_rights_gets_a_clear_error() {
 /// The objectGUID of the test OU's user `name`, read over LDAP.
 async fn guid_of(ou: &mut TestOu, name: &str) -> Result<ObjectGuid, String> {
     let dn = format!("CN={name},{}", ou.dn);
-    let (entries, _) = ou
-        .ldap()
-        .search(
-            &dn,
-            ldap3::Scope::Base,
-            "(objectClass=*)",
-            vec!["objectGUID"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .map_err(|e| format!("read objectGUID of {dn}: {e}"))?;
-    let entry = entries
-        .into_iter()
-        .next()
-        .map(ldap3::SearchEntry::construct)
-        .ok_or_else(|| format!("{dn} not found"))?;
+    let entry = read_entry(ou, &dn, "objectGUID").await?;
     let bytes = entry
         .bin_attrs
         .get("objectGUID")
         .and_then(|v| v.first())
         .ok_or_else(|| format!("{dn} has no objectGUID"))?;
     ObjectGuid::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+/// One attribute of one entry (`""`: the rootDSE), as the admin of the test OU.
+async fn read_entry(
+    ou: &mut TestOu,
+    dn: &str,
+    attribute: &str,
+) -> Result<ldap3::SearchEntry, String> {
+    let (entries, _) = ou
+        .ldap()
+        .search(dn, ldap3::Scope::Base, "(objectClass=*)", vec![attribute])
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| format!("read {attribute} of {dn:?}: {e}"))?;
+    entries
+        .into_iter()
+        .next()
+        .map(ldap3::SearchEntry::construct)
+        .ok_or_else(|| format!("{dn:?} not found"))
 }
 
 #[tokio::test]
@@ -423,22 +427,7 @@ async fn a_wrong_password_fails_authentication() {
 
 /// The DC's DNS host name, from the rootDSE.
 async fn dc_dns_name(ou: &mut TestOu) -> Result<String, String> {
-    let (entries, _) = ou
-        .ldap()
-        .search(
-            "",
-            ldap3::Scope::Base,
-            "(objectClass=*)",
-            vec!["dnsHostName"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .map_err(|e| format!("rootDSE: {e}"))?;
-    let entry = entries
-        .into_iter()
-        .next()
-        .map(ldap3::SearchEntry::construct)
-        .ok_or("no rootDSE")?;
+    let entry = read_entry(ou, "", "dnsHostName").await?;
     entry
         .attrs
         .get("dnsHostName")

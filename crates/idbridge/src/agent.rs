@@ -103,22 +103,7 @@ impl Phs {
             );
             return Ok(status);
         }
-        tracing::info!(
-            mode = status.mode,
-            replicated = status.replicated,
-            sent = status.sent,
-            not_joined = status.skipped_not_joined,
-            errors = status.errors.len(),
-            "password hash sync cycle"
-        );
-        for e in &status.errors {
-            tracing::warn!(
-                dn = e.dn,
-                object_guid = e.object_guid,
-                error = e.message,
-                "hash not synced"
-            );
-        }
+        log_cycle(&status);
         Ok(status)
     }
 
@@ -126,31 +111,34 @@ impl Phs {
     /// returned: the next watermark cycle brings these accounts anyway.
     async fn targeted(&self, objects: &[ObjectGuid]) {
         match phs::run_targeted(&self.config, &self.cloud, &self.state, objects, now).await {
-            Ok(status) => {
-                tracing::info!(
-                    mode = status.mode,
-                    requested = objects.len(),
-                    replicated = status.replicated,
-                    sent = status.sent,
-                    not_joined = status.skipped_not_joined,
-                    errors = status.errors.len(),
-                    "password hash sync cycle"
-                );
-                for e in &status.errors {
-                    tracing::warn!(
-                        dn = e.dn,
-                        object_guid = e.object_guid,
-                        error = e.message,
-                        "hash not synced by the targeted cycle; the next delta cycle retries"
-                    );
-                }
-            }
+            // The accounts it could not sync come again in the next delta cycle.
+            Ok(status) => log_cycle(&status),
             Err(e) => tracing::warn!(
                 error = format!("{e:#}"),
                 accounts = objects.len(),
                 "targeted password hash sync failed; the next delta cycle brings these accounts"
             ),
         }
+    }
+}
+
+/// Logs a finished cycle and each account it could not sync.
+fn log_cycle(status: &PhsStatus) {
+    tracing::info!(
+        mode = status.mode,
+        replicated = status.replicated,
+        sent = status.sent,
+        not_joined = status.skipped_not_joined,
+        errors = status.errors.len(),
+        "password hash sync cycle"
+    );
+    for e in &status.errors {
+        tracing::warn!(
+            dn = e.dn,
+            object_guid = e.object_guid,
+            error = e.message,
+            "hash not synced"
+        );
     }
 }
 

@@ -42,7 +42,8 @@ pub async fn serve_status(
                     state::StateFile::new(&data_dir, "phs.json");
                 let phs = match phs.load() {
                     Ok(s) => {
-                        serde_json::json!({"last": s.last, "has_watermark": s.watermark.is_some()})
+                        serde_json::json!({"last": s.last, "last_targeted": s.last_targeted,
+                                           "has_watermark": s.watermark.is_some()})
                     }
                     Err(e) => serde_json::json!({"error": e.to_string()}),
                 };

@@ -1,11 +1,13 @@
 //! Password hash sync: replicate NT hashes from the DC, turn each into a salted verifier, and
 //! send it to the cloud object joined to the AD object.
 //!
-//! [`plan`] is pure (what to do with each replicated account); [`run_once`] is the I/O around it.
+//! [`plan`] is pure (what to do with each replicated account); [`run_once`] (a cycle from the
+//! watermark) and [`run_targeted`] (the accounts object sync saw a password change on, read one
+//! by one) are the I/O around it.
 //! The NT hash exists only inside `NtHash` (zeroized) and the verifier computation; nothing here
 //! logs or stores either.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use idbridge_core::ObjectGuid;
 use idbridge_drsuapi::{Credentials, DrsClient, ReplicatedAccount, Watermark};
@@ -100,7 +102,12 @@ pub struct ObjectError {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct PhsState {
     pub watermark: Option<Watermark>,
+    /// The last watermark cycle (delta or full).
     pub last: Option<PhsStatus>,
+    /// The last targeted cycle ([`run_targeted`]), kept apart so that `last` keeps saying how
+    /// far the watermark got.
+    #[serde(default)]
+    pub last_targeted: Option<PhsStatus>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,8 +155,107 @@ pub async fn run_once(
         started_at: now(),
         ..PhsStatus::default()
     };
+    let mut drs = connect(config, &mut status).await?;
+    let mut watermark = since.clone();
+    {
+        let mut replication = drs.replicate_secrets(&config.ad.base_dn, since.as_ref());
+        while let Some(page) = replication.next_page().await? {
+            status.replicated += page.accounts.len();
+            sync_accounts(config, cloud, &page.accounts, &mut status).await?;
+            watermark = Some(page.watermark);
+        }
+    }
+    finish(drs, &mut status, now).await;
+    saved.watermark = watermark;
+    saved.last = Some(status.clone());
+    state.save(&saved)?;
+    Ok(status)
+}
+
+/// Above this many accounts a targeted cycle costs more requests than one delta from the
+/// watermark (a bulk reset): the daemon then runs the delta instead.
+pub const MAX_TARGETED: usize = 500;
+
+/// Accounts object sync saw a password change on, waiting for a targeted cycle. Object sync
+/// (its own thread) adds, the hash sync loop takes; an account changed twice before the next
+/// cycle is read once.
+#[derive(Debug, Default)]
+pub struct PendingPasswordChanges {
+    objects: std::sync::Mutex<BTreeSet<ObjectGuid>>,
+    added: tokio::sync::Notify,
+}
+
+impl PendingPasswordChanges {
+    pub fn add(&self, objects: &[ObjectGuid]) {
+        if objects.is_empty() {
+            return;
+        }
+        // A panic elsewhere while holding the lock leaves a set that is still valid.
+        let mut pending = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        pending.extend(objects.iter().copied());
+        drop(pending);
+        self.added.notify_one();
+    }
+
+    /// Takes every pending account.
+    pub fn take(&self) -> Vec<ObjectGuid> {
+        let mut pending = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *pending).into_iter().collect()
+    }
+
+    /// Returns once accounts were added since the last call (at once if that happened while
+    /// nobody waited).
+    pub async fn added(&self) {
+        self.added.notified().await;
+    }
+}
+
+/// A targeted cycle: the accounts object sync saw a password change on, each read alone from
+/// the DC (`EXOP_REPL_OBJ`, no search of the domain), their verifiers planned and sent as in
+/// [`run_once`]. The watermark is neither used nor moved: the next delta still brings these
+/// changes, which keeps it the safety net for anything this cycle missed. An account the DC
+/// does not return (no object with that GUID, a failed request) is listed in the status's
+/// errors and left to that delta; a deleted one comes back as a tombstone without a hash and
+/// counts as `skipped_no_hash`.
+pub async fn run_targeted(
+    config: &AgentConfig,
+    cloud: &CloudClient,
+    state: &StateFile<PhsState>,
+    objects: &[ObjectGuid],
+    now: impl Fn() -> String,
+) -> Result<PhsStatus, AgentError> {
+    let mut status = PhsStatus {
+        mode: "targeted".into(),
+        started_at: now(),
+        ..PhsStatus::default()
+    };
+    let mut drs = connect(config, &mut status).await?;
+    let mut accounts = Vec::new();
+    for &object in objects {
+        match drs.replicate_object(object).await {
+            Ok(reply) => accounts.extend(reply.accounts),
+            Err(e) if e.connection_usable() => status.errors.push(ObjectError {
+                object_guid: object.to_string(),
+                dn: String::new(),
+                message: e.to_string(),
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    status.replicated = accounts.len();
+    sync_accounts(config, cloud, &accounts, &mut status).await?;
+    finish(drs, &mut status, now).await;
+    // Loaded only now: the watermark stays whatever the last watermark cycle saved.
+    let mut saved = state.load()?;
+    saved.last_targeted = Some(status.clone());
+    state.save(&saved)?;
+    Ok(status)
+}
+
+/// Connects to the DC for one cycle and records in `status` how the connection authenticated.
+async fn connect(config: &AgentConfig, status: &mut PhsStatus) -> Result<DrsClient, AgentError> {
     let credentials = Credentials::new(config.ad.account.clone(), config.ad.password.expose());
-    let mut drs = DrsClient::connect_with(
+    let drs = DrsClient::connect_with(
         config.ad.dc_host,
         &credentials,
         &config.ad.rpc_auth_options(),
@@ -162,40 +268,44 @@ pub async fn run_once(
             format!("{} (Kerberos: {reason})", drs.mechanism())
         }
     };
-    let mut watermark = since.clone();
-    {
-        let mut replication = drs.replicate_secrets(&config.ad.base_dn, since.as_ref());
-        while let Some(page) = replication.next_page().await? {
-            status.replicated += page.accounts.len();
-            // The cloud is asked only about the accounts of this page that carry a hash.
-            let anchors: Vec<String> = page
-                .accounts
-                .iter()
-                .filter(|a| a.nt_hash.is_some())
-                .map(|a| anchor(&a.object_guid))
-                .collect();
-            let joined = cloud.joined_users(&anchors).await?;
-            for account in &page.accounts {
-                match plan(account, &joined) {
-                    Decision::Skip(SkipReason::NoHash) => status.skipped_no_hash += 1,
-                    Decision::Skip(SkipReason::MachineAccount) => status.skipped_machine += 1,
-                    Decision::Skip(SkipReason::NotJoined) => status.skipped_not_joined += 1,
-                    Decision::Send { cloud_id } => {
-                        match send(config, cloud, account, cloud_id).await {
-                            Ok(()) => status.sent += 1,
-                            Err(e) => status.errors.push(ObjectError {
-                                object_guid: account.object_guid.to_string(),
-                                dn: account.dn.clone(),
-                                message: e.to_string(),
-                            }),
-                        }
-                    }
-                }
-            }
-            watermark = Some(page.watermark);
+    Ok(drs)
+}
+
+/// Plans and sends the verifiers of replicated accounts (a page of a watermark cycle, or the
+/// objects of a targeted one), counting each outcome in `status`.
+async fn sync_accounts(
+    config: &AgentConfig,
+    cloud: &CloudClient,
+    accounts: &[ReplicatedAccount],
+    status: &mut PhsStatus,
+) -> Result<(), AgentError> {
+    // The cloud is asked only about the accounts that carry a hash.
+    let anchors: Vec<String> = accounts
+        .iter()
+        .filter(|a| a.nt_hash.is_some())
+        .map(|a| anchor(&a.object_guid))
+        .collect();
+    let joined = cloud.joined_users(&anchors).await?;
+    for account in accounts {
+        match plan(account, &joined) {
+            Decision::Skip(SkipReason::NoHash) => status.skipped_no_hash += 1,
+            Decision::Skip(SkipReason::MachineAccount) => status.skipped_machine += 1,
+            Decision::Skip(SkipReason::NotJoined) => status.skipped_not_joined += 1,
+            Decision::Send { cloud_id } => match send(config, cloud, account, cloud_id).await {
+                Ok(()) => status.sent += 1,
+                Err(e) => status.errors.push(ObjectError {
+                    object_guid: account.object_guid.to_string(),
+                    dn: account.dn.clone(),
+                    message: e.to_string(),
+                }),
+            },
         }
     }
-    // Everything was replicated and handled: a failed goodbye costs nothing but a log line.
+    Ok(())
+}
+/// Ends a cycle whose accounts were all handled: unbinds and sets the outcome.
+async fn finish(drs: DrsClient, status: &mut PhsStatus, now: impl Fn() -> String) {
+    // A failed goodbye costs nothing but a log line.
     if let Err(e) = drs.unbind().await {
         tracing::warn!(error = %e, "DRSUnbind failed after a complete cycle");
     }
@@ -205,10 +315,6 @@ pub async fn run_once(
     } else {
         "completed_with_errors".into()
     };
-    saved.watermark = watermark;
-    saved.last = Some(status.clone());
-    state.save(&saved)?;
-    Ok(status)
 }
 
 /// Warns when `negotiate` falls back to NTLMv2, once per reason and process: hash sync connects
@@ -304,5 +410,24 @@ mod tests {
             plan(&account("jack", 514, true), &joined),
             Decision::Send { cloud_id: "c1" }
         );
+    }
+
+    #[tokio::test]
+    async fn pending_changes_are_taken_once_and_wake_the_loop() {
+        let pending = PendingPasswordChanges::default();
+        let (a, b) = (
+            ObjectGuid::from_bytes(&[1; 16]).unwrap(),
+            ObjectGuid::from_bytes(&[2; 16]).unwrap(),
+        );
+        pending.add(&[]);
+        assert!(pending.take().is_empty());
+        // Reported while the loop was busy: the next wait returns at once.
+        pending.add(&[b, a]);
+        pending.add(&[a]);
+        tokio::time::timeout(std::time::Duration::from_secs(1), pending.added())
+            .await
+            .unwrap();
+        assert_eq!(pending.take(), [a, b]);
+        assert!(pending.take().is_empty());
     }
 }

@@ -631,8 +631,9 @@ async fn anchors_are_written_to_consistency_guid_when_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_password_change_wakes_hash_sync() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+async fn a_password_change_reports_the_account_to_hash_sync() {
+    use idbridge_core::ObjectGuid;
+    use std::sync::Mutex;
     let lab = Lab::load().unwrap();
     let mut test_ou = lab.test_ou("wake").await.unwrap();
     let cloud = TestCloud::start("wake").await;
@@ -652,22 +653,24 @@ async fn a_password_change_wakes_hash_sync() {
     let mut sync = SyncContext::open(&config, Arc::new(SystemClock))
         .await
         .unwrap();
-    let woken = Arc::new(AtomicUsize::new(0));
-    let counter = woken.clone();
-    sync.on_password_change(Arc::new(move || {
-        counter.fetch_add(1, Ordering::SeqCst);
+    let guid = ObjectGuid::from_bytes(&ad.guid_of(&dn).await).unwrap();
+    let reported = Arc::new(Mutex::new(Vec::<ObjectGuid>::new()));
+    let sink = reported.clone();
+    sync.on_password_change(Arc::new(move |objects| {
+        sink.lock().unwrap().extend_from_slice(objects);
     }));
-    // The first cycle (a full import) is no delta; the wake-up comes from DirSync changes. Other
-    // tests change passwords in the same domain meanwhile, which wakes hash sync too (rightly:
+    // The first cycle (a full import) is no delta; the report comes from the delta poll. Other
+    // tests change passwords in the same domain meanwhile, which are reported too (rightly:
     // any joined user's password matters), so only the positive case is checked.
     cycle(&sync).await;
     // A reset as the admin: unicodePwd in quotes, UTF-16LE (ASCII only, so valid UTF-8 too).
     let password = String::from_utf8(common::ad::quoted_utf16("New-pass-2!")).unwrap();
     ad.replace(&dn, "unicodePwd", &password).await;
     cycle(&sync).await;
+    let reported = reported.lock().unwrap().clone();
     assert!(
-        woken.load(Ordering::SeqCst) >= 1,
-        "the password change woke hash sync"
+        reported.contains(&guid),
+        "the password change reported the account: {reported:?}"
     );
     drop(ad);
     test_ou.remove().await.unwrap();

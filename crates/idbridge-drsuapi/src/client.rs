@@ -5,6 +5,7 @@
 use core::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use idbridge_core::ObjectGuid;
 use idbridge_ndr::ContextHandle;
 use idbridge_rpc::client::{ept_map_tcp_port, Connection};
 use idbridge_rpc::{
@@ -18,12 +19,14 @@ use zeroize::Zeroizing;
 
 use crate::error::{win32, DrsError};
 use crate::idl::{
-    self, ext, ExtensionsInt, GetNcChangesReply, GetNcChangesRequest, NTDSAPI_CLIENT_GUID,
+    self, ext, ExtensionsInt, GetNcChangesReply, GetNcChangesReplyV6, GetNcChangesRequest,
+    GetNcChangesRequestV8, NTDSAPI_CLIENT_GUID,
 };
 use crate::kerberos::{KerberosContext, KerberosError, Principal, KDC_PORT};
 use crate::ntlm::{challenge_dns_computer_name, NtlmContext};
 use crate::replicate::{
-    build_request, process_reply, AttributeSet, CycleState, PageLimits, SecretsPage, Watermark,
+    about_object, build_object_request, build_request, process_object_reply, process_reply,
+    AttributeSet, CycleState, ObjectSecrets, PageLimits, SecretsPage, Watermark,
 };
 
 /// Fragment size we offer and accept.
@@ -342,24 +345,53 @@ impl DrsClient {
         state: &mut CycleState,
         limits: PageLimits,
     ) -> Result<SecretsPage, DrsError> {
-        const CALL: &str = "IDL_DRSGetNCChanges";
         let request = build_request(nc_dn, self.client_dsa, state, &self.attrs, limits)?;
+        let reply = self.get_nc_changes(request, nc_dn).await?;
+        process_reply(reply, state, &self.session_key)
+    }
+
+    /// Replicates the hash-sync attributes of one object, by objectGUID, with the extended
+    /// operation `EXOP_REPL_OBJ`: the DC reads just that object, where a delta from a watermark
+    /// makes it look for changes in the whole domain. The same rights as
+    /// [`DrsClient::replicate_secrets`] are needed (checked on the object's naming context).
+    /// A failure that concerns the object is [`DrsError::Object`] or
+    /// [`DrsError::ExtendedOperation`]; see [`DrsError::connection_usable`].
+    pub async fn replicate_object(
+        &mut self,
+        object: ObjectGuid,
+    ) -> Result<ObjectSecrets, DrsError> {
+        let request = build_object_request(object, self.client_dsa, &self.attrs)?;
+        let target = format!("<GUID={object}>");
+        let reply = self
+            .get_nc_changes(request, &target)
+            .await
+            .map_err(|e| about_object(e, object))?;
+        process_object_reply(reply, object, &self.session_key)
+    }
+
+    /// One `IDL_DRSGetNCChanges` call about `target` (a naming context or an object).
+    async fn get_nc_changes(
+        &mut self,
+        request: GetNcChangesRequestV8,
+        target: &str,
+    ) -> Result<GetNcChangesReplyV6, DrsError> {
+        const CALL: &str = "IDL_DRSGetNCChanges";
         let stub =
             idl::encode_get_nc_changes_request(&self.handle, &GetNcChangesRequest::V8(request))?;
         let reply = self
             .call(idl::OPNUM_GET_NC_CHANGES, stub)
             .await
-            .map_err(|e| e.into_drs(CALL, nc_dn))?;
+            .map_err(|e| e.into_drs(CALL, target))?;
         // A failed call may leave the reply union unset: read the status first.
         let status = reply
             .last_chunk::<4>()
             .map(|b| u32::from_le_bytes(*b))
             .ok_or_else(|| DrsError::Protocol("empty DRSGetNCChanges reply".into()))?;
         if status != 0 {
-            return Err(DrsError::from_win32(CALL, nc_dn, status));
+            return Err(DrsError::from_win32(CALL, target, status));
         }
         let (GetNcChangesReply::V6(reply), _) = idl::decode_get_nc_changes_reply(&reply)?;
-        process_reply(reply, state, &self.session_key)
+        Ok(reply)
     }
 
     /// One sealed request/response exchange.

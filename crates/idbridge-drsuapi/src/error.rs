@@ -58,6 +58,18 @@ pub enum DrsError {
     /// Any other Win32 error a DRSUAPI call returned.
     #[error("{call} failed with Win32 error {code} ({})", win32_name(*.code))]
     Win32 { call: &'static str, code: u32 },
+    /// A single-object request failed for that object (no object with that GUID, not in a
+    /// naming context the DC holds): the object is named, the connection stays usable.
+    #[error("{call} for object {object} failed with Win32 error {code} ({})", win32_name(*.code))]
+    Object {
+        call: &'static str,
+        object: String,
+        code: u32,
+    },
+    /// The DC did not perform the extended operation on the object (`ulExtendedRet` other than
+    /// `EXOP_ERR_SUCCESS`).
+    #[error("the DC did not replicate object {object}: extended operation result {code}")]
+    ExtendedOperation { object: String, code: u32 },
     /// The server sent something the protocol does not allow.
     #[error("protocol violation: {0}")]
     Protocol(String),
@@ -86,6 +98,19 @@ impl From<ClientError> for DrsError {
 }
 
 impl DrsError {
+    /// Whether the connection is still usable after this error: a failed request for one object
+    /// does not stop the requests for the others, a broken or refused connection does.
+    pub fn connection_usable(&self) -> bool {
+        !matches!(
+            self,
+            Self::Io(_)
+                | Self::Rpc(_)
+                | Self::Endpoint(_)
+                | Self::Authentication { .. }
+                | Self::BindRejected(_)
+        )
+    }
+
     /// Maps a non-zero Win32 status of `call` on `nc` to its error.
     pub(crate) fn from_win32(call: &'static str, nc: &str, code: u32) -> Self {
         match code {

@@ -36,6 +36,15 @@ pub mod drs {
     pub const GET_ANC: u32 = 0x0000_0800;
 }
 
+/// `ulExtendedOp` of a `DRSGetNCChanges` request and `ulExtendedRet` of its reply (MS-DRSR
+/// 4.1.10.2.22, 4.1.10.2.21).
+pub mod exop {
+    /// `EXOP_REPL_OBJ`: replicate the single object the request's naming context names.
+    pub const REPL_OBJ: u32 = 6;
+    /// `EXOP_ERR_SUCCESS`.
+    pub const ERR_SUCCESS: u32 = 1;
+}
+
 ndr_struct! {
     /// `DRS_EXTENSIONS`: a counted opaque blob (`DRS_EXTENSIONS_INT` inside).
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +148,20 @@ impl DsName {
             name_len,
             string_name,
         })
+    }
+
+    /// A DSNAME that names an object by GUID only (empty DN): the object is found wherever it is,
+    /// even after a rename or move.
+    pub fn from_guid(guid: Uuid) -> Self {
+        Self {
+            // 56 fixed bytes plus the empty name's NUL.
+            struct_len: 58,
+            sid_len: 0,
+            guid,
+            sid: [0; 28],
+            name_len: 0,
+            string_name: vec![0],
+        }
     }
 
     /// The DN, without the NUL; empty when the server named the object by GUID only.
@@ -553,10 +576,11 @@ fn expect_end(dec: &NdrDecoder<'_>) -> Result<(), DrsError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod samples {
+    //! Replies as a DC sends them, for the tests of this module and of `replicate`.
     use super::*;
 
-    fn sample_object(n: u8, with_secret: bool) -> ReplEntInf {
+    pub(crate) fn sample_object(n: u8, with_secret: bool) -> ReplEntInf {
         let mut name = DsName::from_dn(&format!("CN=u{n},DC=x")).unwrap();
         name.guid = Uuid::from_bytes([n; 16]);
         let value = |bytes: Vec<u8>| AttrVal {
@@ -602,7 +626,7 @@ mod tests {
         }
     }
 
-    fn sample_reply(objects: Vec<ReplEntInf>) -> GetNcChangesReply {
+    pub(crate) fn sample_reply(objects: Vec<ReplEntInf>) -> GetNcChangesReply {
         GetNcChangesReply::V6(GetNcChangesReplyV6 {
             uuid_dsa_obj_src: Uuid::from_bytes([1; 16]),
             uuid_invoc_id_src: Uuid::from_bytes([2; 16]),
@@ -665,6 +689,12 @@ mod tests {
             drs_error: 0,
         })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::samples::{sample_object, sample_reply};
+    use super::*;
 
     fn reply_stub(reply: &GetNcChangesReply) -> Vec<u8> {
         let mut enc = NdrEncoder::new();

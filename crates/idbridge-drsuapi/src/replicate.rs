@@ -11,8 +11,9 @@ use uuid::Uuid;
 use crate::crypto::nt_hash_from_unicode_pwd;
 use crate::error::DrsError;
 use crate::idl::{
-    drs, AttrVal, DsName, GetNcChangesReplyV6, GetNcChangesRequestV8, OidT, PartialAttrVectorV1Ext,
-    PrefixTableEntry, SchemaPrefixTable, UptodateCursorV1, UptodateVectorV1Ext, UsnVector,
+    drs, exop, AttrVal, DsName, GetNcChangesReplyV6, GetNcChangesRequestV8, OidT,
+    PartialAttrVectorV1Ext, PrefixTableEntry, SchemaPrefixTable, UptodateCursorV1,
+    UptodateVectorV1Ext, UsnVector,
 };
 use crate::prefix::{AttrTyp, PrefixTable};
 
@@ -211,6 +212,36 @@ impl Default for PageLimits {
     }
 }
 
+/// The request fields every `DRSGetNCChanges` of ours shares: the partial attribute set of hash
+/// sync, our prefix table, writable replica semantics, no watermark.
+fn base_request(
+    nc: DsName,
+    client_dsa: Uuid,
+    attrs: &AttributeSet,
+    limits: PageLimits,
+) -> Result<GetNcChangesRequestV8, DrsError> {
+    Ok(GetNcChangesRequestV8 {
+        uuid_dsa_obj_dest: client_dsa,
+        uuid_invoc_id_src: Uuid::nil(),
+        nc: Ref(nc),
+        usnvec_from: UsnVector::default(),
+        up_to_date_vec_dest: None,
+        flags: drs::WRIT_REP,
+        max_objects: limits.max_objects,
+        max_bytes: limits.max_bytes,
+        extended_op: 0,
+        fsmo_info: 0,
+        partial_attr_set: Some(PartialAttrVectorV1Ext {
+            version: 1,
+            reserved1: 0,
+            num_attrs: count(attrs.attids.len())?,
+            attrs: attrs.attids.clone(),
+        }),
+        partial_attr_set_ex: None,
+        prefix_table_dest: attrs.prefix_table()?,
+    })
+}
+
 /// The V8 request for the next page of the naming context `nc_dn`.
 pub fn build_request(
     nc_dn: &str,
@@ -239,26 +270,53 @@ pub fn build_request(
             })
         })
         .transpose()?;
-    Ok(GetNcChangesRequestV8 {
-        uuid_dsa_obj_dest: client_dsa,
-        uuid_invoc_id_src: state.invocation_id,
-        nc: Ref(DsName::from_dn(nc_dn)?),
-        usnvec_from: state.usn_from,
-        up_to_date_vec_dest: utd,
-        flags: drs::WRIT_REP | drs::GET_ANC | if full { drs::INIT_SYNC } else { 0 },
-        max_objects: limits.max_objects,
-        max_bytes: limits.max_bytes,
-        extended_op: 0,
-        fsmo_info: 0,
-        partial_attr_set: Some(PartialAttrVectorV1Ext {
-            version: 1,
-            reserved1: 0,
-            num_attrs: count(attrs.attids.len())?,
-            attrs: attrs.attids.clone(),
-        }),
-        partial_attr_set_ex: None,
-        prefix_table_dest: attrs.prefix_table()?,
-    })
+    let mut request = base_request(DsName::from_dn(nc_dn)?, client_dsa, attrs, limits)?;
+    request.uuid_invoc_id_src = state.invocation_id;
+    request.usnvec_from = state.usn_from;
+    request.up_to_date_vec_dest = utd;
+    request.flags |= drs::GET_ANC | if full { drs::INIT_SYNC } else { 0 };
+    Ok(request)
+}
+
+/// The V8 request for one object by objectGUID (`EXOP_REPL_OBJ`): the "naming context" is the
+/// object itself, and the DC reads just it instead of scanning the domain for changes. No
+/// watermark or up-to-dateness vector is sent, so every requested attribute comes back whatever
+/// was replicated before, and none is received, so a cycle's watermark is left alone.
+pub fn build_object_request(
+    object: ObjectGuid,
+    client_dsa: Uuid,
+    attrs: &AttributeSet,
+) -> Result<GetNcChangesRequestV8, DrsError> {
+    let limits = PageLimits {
+        max_objects: 1,
+        ..PageLimits::default()
+    };
+    let nc = DsName::from_guid(Uuid::from_bytes_le(*object.as_bytes()));
+    let mut request = base_request(nc, client_dsa, attrs, limits)?;
+    request.extended_op = exop::REPL_OBJ;
+    Ok(request)
+}
+
+/// The hash-sync attributes of the objects in a reply, secrets decrypted; every reply,
+/// paged or single-object, is read here.
+fn accounts_of_reply(
+    reply: &GetNcChangesReplyV6,
+    session_key: &[u8],
+) -> Result<Vec<ReplicatedAccount>, DrsError> {
+    if reply.drs_error != 0 {
+        return Err(DrsError::Win32 {
+            call: "IDL_DRSGetNCChanges",
+            code: reply.drs_error,
+        });
+    }
+    let table = server_prefix_table(&reply.prefix_table_src)?;
+    reply
+        .objects
+        .0
+        .iter()
+        .map(|node| account_of(&node.entinf, &table, session_key))
+        .filter_map(Result::transpose)
+        .collect()
 }
 
 /// Turns a reply into a page and advances `state` to the next request of the cycle.
@@ -267,22 +325,8 @@ pub fn process_reply(
     state: &mut CycleState,
     session_key: &[u8],
 ) -> Result<SecretsPage, DrsError> {
-    if reply.drs_error != 0 {
-        return Err(DrsError::Win32 {
-            call: "IDL_DRSGetNCChanges",
-            code: reply.drs_error,
-        });
-    }
-    let table = server_prefix_table(&reply.prefix_table_src)?;
+    let accounts = accounts_of_reply(&reply, session_key)?;
     let objects_in_page = reply.objects.0.len();
-    let accounts = reply
-        .objects
-        .0
-        .iter()
-        .map(|node| account_of(&node.entinf, &table, session_key))
-        .filter_map(Result::transpose)
-        .collect::<Result<Vec<_>, _>>()?;
-
     let more_data = reply.more_data != 0;
     state.invocation_id = reply.uuid_invoc_id_src;
     state.usn_from = reply.usnvec_to;
@@ -313,6 +357,59 @@ pub fn process_reply(
             up_to_date,
         },
         more_data,
+    })
+}
+
+/// What a single-object request brought back. Deliberately no watermark: the reply's USNs say
+/// nothing about the rest of the domain.
+#[derive(Debug)]
+pub struct ObjectSecrets {
+    /// The object, if it carries hash-sync attributes (an empty list otherwise).
+    pub accounts: Vec<ReplicatedAccount>,
+    /// Objects the DC sent (the requested one, or none).
+    pub objects_in_reply: usize,
+}
+
+/// Names `object` in a Win32 failure of a single-object request.
+pub(crate) fn about_object(e: DrsError, object: ObjectGuid) -> DrsError {
+    match e {
+        DrsError::Win32 { call, code } => DrsError::Object {
+            call,
+            object: object.to_string(),
+            code,
+        },
+        e => e,
+    }
+}
+
+/// Reads the reply to [`build_object_request`] for `object`.
+pub fn process_object_reply(
+    reply: GetNcChangesReplyV6,
+    object: ObjectGuid,
+    session_key: &[u8],
+) -> Result<ObjectSecrets, DrsError> {
+    if reply.extended_ret != exop::ERR_SUCCESS {
+        return Err(DrsError::ExtendedOperation {
+            object: object.to_string(),
+            code: reply.extended_ret,
+        });
+    }
+    // One object never spans pages; a DC that says otherwise is not answering this request.
+    if reply.more_data != 0 {
+        return Err(DrsError::Protocol(format!(
+            "more data announced for the single object {object}"
+        )));
+    }
+    let accounts = accounts_of_reply(&reply, session_key).map_err(|e| about_object(e, object))?;
+    if let Some(other) = accounts.iter().find(|a| a.object_guid != object) {
+        return Err(DrsError::Protocol(format!(
+            "asked for object {object}, the DC sent {} ({})",
+            other.object_guid, other.dn
+        )));
+    }
+    Ok(ObjectSecrets {
+        accounts,
+        objects_in_reply: reply.objects.0.len(),
     })
 }
 
@@ -467,4 +564,95 @@ fn utf16le(bytes: &[u8]) -> Result<String, ()> {
         .map(u16::from_le_bytes)
         .collect();
     String::from_utf16(&units).map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idl::samples::{sample_object, sample_reply};
+    use crate::idl::GetNcChangesReply;
+
+    fn reply(objects: Vec<crate::idl::ReplEntInf>) -> GetNcChangesReplyV6 {
+        let GetNcChangesReply::V6(mut reply) = sample_reply(objects);
+        reply.more_data = 0;
+        reply.extended_ret = exop::ERR_SUCCESS;
+        reply
+    }
+
+    fn guid(n: u8) -> ObjectGuid {
+        ObjectGuid::from_bytes(&Uuid::from_bytes([n; 16]).to_bytes_le()).unwrap()
+    }
+
+    #[test]
+    fn an_object_request_names_the_object_and_carries_no_watermark() {
+        let attrs = AttributeSet::hash_sync().unwrap();
+        let object = ObjectGuid::parse("01020304-0506-0708-090a-0b0c0d0e0f10").unwrap();
+        let request = build_object_request(object, Uuid::nil(), &attrs).unwrap();
+        assert_eq!(request.extended_op, exop::REPL_OBJ);
+        assert_eq!(
+            request.nc.0.guid.to_string(),
+            "01020304-0506-0708-090a-0b0c0d0e0f10"
+        );
+        assert_eq!(request.nc.0.dn().unwrap(), "");
+        assert_eq!(request.usnvec_from, UsnVector::default());
+        assert_eq!(request.up_to_date_vec_dest, None);
+        assert_eq!(request.flags, drs::WRIT_REP);
+        // The same partial attribute set and prefix table as a cycle's pages.
+        let page = build_request(
+            "DC=x",
+            Uuid::nil(),
+            &CycleState::start(None),
+            &attrs,
+            PageLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(request.partial_attr_set, page.partial_attr_set);
+        assert_eq!(request.prefix_table_dest, page.prefix_table_dest);
+        assert_eq!(page.flags, drs::WRIT_REP | drs::GET_ANC | drs::INIT_SYNC);
+    }
+
+    #[test]
+    fn an_object_reply_yields_that_account_only() {
+        let secrets = process_object_reply(reply(vec![sample_object(3, false)]), guid(3), &[]);
+        let secrets = secrets.unwrap();
+        assert_eq!(secrets.objects_in_reply, 1);
+        let [account] = secrets.accounts.as_slice() else {
+            panic!("{secrets:?}");
+        };
+        assert_eq!(account.object_guid, guid(3));
+        assert_eq!(account.sam_account_name.as_deref(), Some("u\u{3}"));
+
+        // Another object than the one asked for is not taken for it.
+        let err = process_object_reply(reply(vec![sample_object(4, false)]), guid(3), &[]);
+        assert!(matches!(err, Err(DrsError::Protocol(_))), "{err:?}");
+        // Nothing (a deleted object's tombstone carries none of the attributes).
+        let empty = process_object_reply(reply(Vec::new()), guid(3), &[]).unwrap();
+        assert!(empty.accounts.is_empty());
+    }
+
+    #[test]
+    fn a_failed_object_reply_names_the_object() {
+        let mut refused = reply(Vec::new());
+        refused.extended_ret = 2;
+        let err = process_object_reply(refused, guid(3), &[]).unwrap_err();
+        assert!(
+            matches!(&err, DrsError::ExtendedOperation { code: 2, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&guid(3).to_string()), "{err}");
+
+        let mut failed = reply(Vec::new());
+        failed.drs_error = 8439;
+        let err = process_object_reply(failed, guid(3), &[]).unwrap_err();
+        assert!(
+            matches!(&err, DrsError::Object { code: 8439, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&guid(3).to_string()), "{err}");
+        assert!(err.connection_usable());
+
+        let mut paged = reply(Vec::new());
+        paged.more_data = 1;
+        assert!(process_object_reply(paged, guid(3), &[]).is_err());
+    }
 }

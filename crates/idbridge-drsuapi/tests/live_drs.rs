@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
+use idbridge_core::ObjectGuid;
 use idbridge_drsuapi::{
     AuthMechanism, AuthOptions, Credentials, DrsClient, DrsError, ReplicatedAccount, RpcAuth,
     Watermark,
@@ -273,6 +274,144 @@ async fn an_account_without_replication_rights_gets_a_clear_error() {
     assert!(err
         .to_string()
         .contains("Replicating Directory Changes All"));
+    // Reading one object needs the same rights (checked on its naming context).
+    let own = guid_of(&mut ou, &name).await.unwrap();
+    let err = client.replicate_object(own).await.unwrap_err();
+    assert!(
+        matches!(err, DrsError::MissingReplicationRight { .. }),
+        "{err:?}"
+    );
+    ou.remove().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The objectGUID of the test OU's user `name`, read over LDAP.
+async fn guid_of(ou: &mut TestOu, name: &str) -> Result<ObjectGuid, String> {
+    let dn = format!("CN={name},{}", ou.dn);
+    let entry = read_entry(ou, &dn, "objectGUID").await?;
+    let bytes = entry
+        .bin_attrs
+        .get("objectGUID")
+        .and_then(|v| v.first())
+        .ok_or_else(|| format!("{dn} has no objectGUID"))?;
+    ObjectGuid::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+/// One attribute of one entry (`""`: the rootDSE), as the admin of the test OU.
+async fn read_entry(
+    ou: &mut TestOu,
+    dn: &str,
+    attribute: &str,
+) -> Result<ldap3::SearchEntry, String> {
+    let (entries, _) = ou
+        .ldap()
+        .search(dn, ldap3::Scope::Base, "(objectClass=*)", vec![attribute])
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| format!("read {attribute} of {dn:?}: {e}"))?;
+    entries
+        .into_iter()
+        .next()
+        .map(ldap3::SearchEntry::construct)
+        .ok_or_else(|| format!("{dn:?} not found"))
+}
+
+#[tokio::test]
+async fn a_single_object_is_replicated_by_guid() {
+    let lab = lab().unwrap();
+    let mut ou = lab
+        .test_ou("drs-object")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let name = format!("obj-{}", idbridge_testkit::unique_suffix());
+    let other = format!("{name}-b");
+    add_user(&lab, &mut ou, &name, "First-pass-1!")
+        .await
+        .unwrap();
+    add_user(&lab, &mut ou, &other, "Other-pass-1!")
+        .await
+        .unwrap();
+    let guid = guid_of(&mut ou, &name).await.unwrap();
+    let other_guid = guid_of(&mut ou, &other).await.unwrap();
+    let password = "Neu-Pa\u{df}w\u{f6}rt-\u{1F511}-2";
+    set_password(&mut ou, &name, password).await.unwrap();
+    set_password(&mut ou, &other, "Other-pass-2!")
+        .await
+        .unwrap();
+
+    let connecting = std::time::Instant::now();
+    let mut client = DrsClient::connect(LOOPBACK, &service_credentials(&lab))
+        .await
+        .unwrap_or_else(|e| panic!("connect as the service account: {e}"));
+    eprintln!("connect (Kerberos, DRSBind): {:?}", connecting.elapsed());
+    let started = std::time::Instant::now();
+    let reply = client
+        .replicate_object(guid)
+        .await
+        .unwrap_or_else(|e| panic!("single-object replication of {guid}: {e}"));
+    eprintln!("EXOP_REPL_OBJ round trip: {:?}", started.elapsed());
+    // Exactly the account asked for, though another one changed its password too.
+    assert_eq!(reply.objects_in_reply, 1, "{reply:?}");
+    let [account] = reply.accounts.as_slice() else {
+        panic!("expected exactly the requested account, got {reply:?}");
+    };
+    assert_eq!(account.object_guid, guid);
+    // No watermark was sent: every requested attribute comes, not only the changed ones.
+    assert_eq!(account.sam_account_name.as_deref(), Some(name.as_str()));
+    assert_eq!(account.user_account_control, Some(512));
+    let nt = account.nt_hash.as_ref().expect("unicodePwd replicated");
+    assert_eq!(nt.as_bytes(), &expected_nt_hash(password));
+    assert_eq!(
+        nt.as_bytes(),
+        &samba_tool_nt_hash(&lab, &name).unwrap(),
+        "the hash Samba holds"
+    );
+
+    // The same connection serves further requests, each standing alone: another object, then
+    // the first again.
+    let reply = client.replicate_object(other_guid).await.unwrap();
+    let guids: Vec<_> = reply.accounts.iter().map(|a| a.object_guid).collect();
+    assert_eq!(guids, [other_guid]);
+    let again = client.replicate_object(guid).await.unwrap();
+    assert_eq!(
+        again
+            .accounts
+            .first()
+            .and_then(|a| a.nt_hash.as_ref())
+            .map(|h| *h.as_bytes()),
+        Some(expected_nt_hash(password))
+    );
+
+    // No object with this GUID: an error naming it, and the connection stays usable.
+    let unknown = ObjectGuid::parse("5a5a5a5a-0000-4000-8000-00000000a5a5").unwrap();
+    let err = client.replicate_object(unknown).await.unwrap_err();
+    assert!(
+        matches!(err, DrsError::Object { code: 8439, .. }),
+        "ERROR_DS_DRA_BAD_DN expected: {err:?}"
+    );
+    assert!(err.connection_usable(), "{err:?}");
+    assert!(err.to_string().contains(&unknown.to_string()), "{err}");
+    client.replicate_object(guid).await.unwrap();
+
+    // A deleted account: its tombstone, which keeps no password.
+    let other_dn = format!("CN={other},{}", ou.dn);
+    ou.ldap()
+        .delete(&other_dn)
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let deleted = client.replicate_object(other_guid).await.unwrap();
+    let [tombstone] = deleted.accounts.as_slice() else {
+        panic!("expected the tombstone: {deleted:?}");
+    };
+    assert_eq!(tombstone.object_guid, other_guid);
+    assert!(tombstone.dn.contains("Deleted Objects"), "{}", tombstone.dn);
+    assert!(tombstone.nt_hash.is_none());
+
+    client
+        .unbind()
+        .await
+        .unwrap_or_else(|e| panic!("unbind: {e}"));
     ou.remove().await.unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -288,22 +427,7 @@ async fn a_wrong_password_fails_authentication() {
 
 /// The DC's DNS host name, from the rootDSE.
 async fn dc_dns_name(ou: &mut TestOu) -> Result<String, String> {
-    let (entries, _) = ou
-        .ldap()
-        .search(
-            "",
-            ldap3::Scope::Base,
-            "(objectClass=*)",
-            vec!["dnsHostName"],
-        )
-        .await
-        .and_then(|r| r.success())
-        .map_err(|e| format!("rootDSE: {e}"))?;
-    let entry = entries
-        .into_iter()
-        .next()
-        .map(ldap3::SearchEntry::construct)
-        .ok_or("no rootDSE")?;
+    let entry = read_entry(ou, "", "dnsHostName").await?;
     entry
         .attrs
         .get("dnsHostName")

@@ -10,6 +10,7 @@ use idbridge_agent::phs::{self, Mode, PhsState, PhsStatus};
 use idbridge_agent::state::StateFile;
 use idbridge_agent::writeback::{self, ChannelStatus, CHANNEL_STATUS_FILE};
 use idbridge_agent::AgentConfig;
+use idbridge_core::ObjectGuid;
 
 #[derive(Args)]
 pub struct ConfigArg {
@@ -102,23 +103,42 @@ impl Phs {
             );
             return Ok(status);
         }
-        tracing::info!(
-            mode = status.mode,
-            replicated = status.replicated,
-            sent = status.sent,
-            not_joined = status.skipped_not_joined,
-            errors = status.errors.len(),
-            "password hash sync cycle"
-        );
-        for e in &status.errors {
-            tracing::warn!(
-                dn = e.dn,
-                object_guid = e.object_guid,
-                error = e.message,
-                "hash not synced"
-            );
-        }
+        log_cycle(&status);
         Ok(status)
+    }
+
+    /// A targeted cycle for the accounts object sync reported; failures are logged, not
+    /// returned: the next watermark cycle brings these accounts anyway.
+    async fn targeted(&self, objects: &[ObjectGuid]) {
+        match phs::run_targeted(&self.config, &self.cloud, &self.state, objects, now).await {
+            // The accounts it could not sync come again in the next delta cycle.
+            Ok(status) => log_cycle(&status),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                accounts = objects.len(),
+                "targeted password hash sync failed; the next delta cycle brings these accounts"
+            ),
+        }
+    }
+}
+
+/// Logs a finished cycle and each account it could not sync.
+fn log_cycle(status: &PhsStatus) {
+    tracing::info!(
+        mode = status.mode,
+        replicated = status.replicated,
+        sent = status.sent,
+        not_joined = status.skipped_not_joined,
+        errors = status.errors.len(),
+        "password hash sync cycle"
+    );
+    for e in &status.errors {
+        tracing::warn!(
+            dn = e.dn,
+            object_guid = e.object_guid,
+            error = e.message,
+            "hash not synced"
+        );
     }
 }
 
@@ -137,7 +157,10 @@ fn print_status(status: &PhsStatus) {
         status.skipped_not_joined, status.skipped_no_hash, status.skipped_machine
     );
     for e in &status.errors {
-        println!("error        {} ({}): {}", e.dn, e.object_guid, e.message);
+        match e.dn.is_empty() {
+            true => println!("error        {}: {}", e.object_guid, e.message),
+            false => println!("error        {} ({}): {}", e.dn, e.object_guid, e.message),
+        }
     }
 }
 
@@ -147,12 +170,26 @@ pub async fn run_phs(cmd: PhsCommand) -> anyhow::Result<()> {
         PhsCommand::Run(arg) => print_status(&Phs::open(arg)?.cycle(Mode::Delta).await?),
         PhsCommand::Status { config, json } => {
             let phs = Phs::open(config)?;
-            let last = phs.state.load()?.last;
-            match (last, json) {
-                (Some(s), true) => println!("{}", serde_json::to_string_pretty(&s)?),
-                (None, true) => println!("null"),
-                (Some(s), false) => print_status(&s),
-                (None, false) => println!("no password hash sync cycle has run yet"),
+            let saved = phs.state.load()?;
+            if json {
+                // The watermark cycle as before, the targeted one beside it.
+                let mut value = serde_json::to_value(&saved.last)?;
+                if let Some(object) = value.as_object_mut() {
+                    object.insert(
+                        "last_targeted".into(),
+                        serde_json::to_value(&saved.last_targeted)?,
+                    );
+                }
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(());
+            }
+            match &saved.last {
+                Some(s) => print_status(s),
+                None => println!("no password hash sync cycle has run yet"),
+            }
+            if let Some(s) = &saved.last_targeted {
+                println!();
+                print_status(s);
             }
         }
     }
@@ -197,13 +234,13 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
             }
         });
     }
-    // Object sync sees password changes first (DirSync, every second): it wakes hash sync.
-    let phs_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    // Object sync sees password changes first (its delta poll): it hands over the accounts.
+    let pending = std::sync::Arc::new(phs::PendingPasswordChanges::default());
     if phs.config.sync.enabled {
         // The sync engine runs on its own thread and runtime: its runs are sequential by design
         // (one run per store), and its futures need not be `Send`.
         let config = phs.config.clone();
-        let wake = phs_wake.clone();
+        let pending = pending.clone();
         std::thread::Builder::new()
             .name("sync".into())
             .spawn(move || {
@@ -214,7 +251,7 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
                     Ok(rt) => rt,
                     Err(e) => return tracing::error!(error = %e, "object sync cannot start"),
                 };
-                if let Err(e) = runtime.block_on(sync_loop(config, wake)) {
+                if let Err(e) = runtime.block_on(sync_loop(config, pending)) {
                     tracing::error!(error = format!("{e:#}"), "object sync stopped");
                 }
             })
@@ -233,13 +270,23 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
     }
     let interval = Duration::from_secs(phs.config.phs.interval_seconds);
     let mut failures: u32 = 0;
+    // The watermark cycle runs on its own schedule; password changes get a targeted cycle at
+    // once and do not bring it forward (at scale a delta searches the whole domain).
+    let mut next_delta = tokio::time::Instant::now();
     tracing::info!(interval_s = interval.as_secs(), "agent running");
     loop {
-        let wait = if !phs.config.phs.enabled {
-            interval
-        } else {
+        let targets = pending.take();
+        if !phs.config.phs.enabled {
+            next_delta = tokio::time::Instant::now() + interval;
+        } else if targets.len() > phs::MAX_TARGETED {
+            // A bulk change: one delta reads them all for less than a request each.
+            next_delta = tokio::time::Instant::now();
+        } else if !targets.is_empty() {
+            phs.targeted(&targets).await;
+        }
+        if phs.config.phs.enabled && tokio::time::Instant::now() >= next_delta {
             let mode = phs::take_full_request(&phs.config.storage.data_dir, Mode::Delta);
-            match phs.cycle(mode).await {
+            let wait = match phs.cycle(mode).await {
                 Ok(_) => {
                     failures = 0;
                     interval
@@ -259,11 +306,12 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
                         .saturating_mul(2u32.saturating_pow(failures.min(5)))
                         .min(Duration::from_secs(60))
                 }
-            }
-        };
+            };
+            next_delta = tokio::time::Instant::now() + wait;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = phs_wake.notified() => {}
+            _ = tokio::time::sleep_until(next_delta) => {}
+            _ = pending.added() => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }
@@ -274,13 +322,13 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
 /// the cloud is away.
 async fn sync_loop(
     config: AgentConfig,
-    phs_wake: std::sync::Arc<tokio::sync::Notify>,
+    pending: std::sync::Arc<phs::PendingPasswordChanges>,
 ) -> anyhow::Result<()> {
     use idbridge_agent::sync::{Profile, SyncContext};
     let mut sync = SyncContext::open(&config, std::sync::Arc::new(idbridge_core::SystemClock))
         .await
         .context("object sync")?;
-    sync.on_password_change(std::sync::Arc::new(move || phs_wake.notify_one()));
+    sync.on_password_change(std::sync::Arc::new(move |objects| pending.add(objects)));
     let poll = Duration::from_millis(config.sync.poll_interval_ms);
     let full_every = Duration::from_secs(config.sync.full_cycle_hours.saturating_mul(3600));
     let mut last_full: Option<std::time::Instant> = None;

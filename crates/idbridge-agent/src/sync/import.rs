@@ -346,7 +346,7 @@ impl SyncContext {
         };
         counts.errors += self.record_entry_errors(&whole.1).await?;
         let pwd_last_set = AttrName::from("pwdLastSet");
-        let mut password_changed = false;
+        let mut password_changed = Vec::new();
         // One transaction: the changes and the cookie that covers them land together.
         let mut tx = self.store.begin().await?;
         let mut moved = Vec::new();
@@ -355,11 +355,14 @@ impl SyncContext {
             let delta = to_object(complete.unwrap_or(entry));
             let guid = delta.guid.to_string();
             let held = tx.ad_object(&guid).await?;
-            password_changed |= !delta.deleted
+            if !delta.deleted
                 && delta.attrs.get(&pwd_last_set).is_some_and(|new| {
                     held.as_ref()
                         .is_none_or(|h| h.attrs.get(&pwd_last_set) != Some(new))
-                });
+                })
+            {
+                password_changed.push(delta.guid);
+            }
             let object = match held {
                 Some(held) if held.deleted && !delta.deleted => delta,
                 Some(mut held) => {
@@ -388,9 +391,9 @@ impl SyncContext {
         tx.set_cookie(&changes.cookie).await?;
         tx.commit().await?;
         self.changes_applied(&changes).await;
-        if password_changed {
+        if !password_changed.is_empty() {
             if let Some(hook) = &self.password_changed {
-                hook();
+                hook(&password_changed);
             }
         }
         Ok(())

@@ -90,6 +90,9 @@ pub struct RunReport {
     pub duration_ms: u128,
 }
 
+/// See [`SyncContext::on_password_change`].
+pub type PasswordChangeHook = Arc<dyn Fn(&[idbridge_core::ObjectGuid]) + Send + Sync>;
+
 /// Everything a run needs, resolved from the configuration once.
 pub struct SyncContext {
     pub store: SyncStore,
@@ -107,7 +110,7 @@ pub struct SyncContext {
     lock_path: PathBuf,
     phs_request_path: PathBuf,
     progress: progress::Progress,
-    password_changed: Option<Arc<dyn Fn() + Send + Sync>>,
+    password_changed: Option<PasswordChangeHook>,
     /// The delta import's connection, kept between polls: an idle poll is then one search,
     /// not a TLS handshake and a bind.
     delta_connection: tokio::sync::Mutex<Option<import::DeltaConnection>>,
@@ -232,9 +235,10 @@ impl SyncContext {
         })
     }
 
-    /// Called when a delta import sees a password change (`pwdLastSet` in a DirSync change): the
-    /// daemon starts a hash sync cycle at once instead of at its next interval.
-    pub fn on_password_change(&mut self, hook: Arc<dyn Fn() + Send + Sync>) {
+    /// Called when a delta import sees password changes (`pwdLastSet` changed), with the
+    /// objectGUIDs of those accounts, once the import committed: the daemon fetches their hashes
+    /// at once (a targeted hash sync cycle) instead of waiting for the next delta.
+    pub fn on_password_change(&mut self, hook: PasswordChangeHook) {
         self.password_changed = Some(hook);
     }
 

@@ -181,7 +181,7 @@ impl Default for PhsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            interval_seconds: 2,
+            interval_seconds: 30,
             iterations: 1000,
         }
     }

@@ -279,7 +279,12 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
         if !phs.config.phs.enabled {
             next_delta = tokio::time::Instant::now() + interval;
         } else if targets.len() > phs::MAX_TARGETED {
-            // A bulk change: one delta reads them all for less than a request each.
+            // A bulk change: one pass reads them all for less than a request each. A full one:
+            // among them may be new users, whose hashes the watermark has already passed.
+            let path = phs::full_request_path(&phs.config.storage.data_dir);
+            if let Err(e) = std::fs::write(&path, b"") {
+                tracing::warn!(error = %e, "could not request a full hash sync pass");
+            }
             next_delta = tokio::time::Instant::now();
         } else if !targets.is_empty() {
             phs.targeted(&targets).await;

@@ -209,7 +209,7 @@ impl SyncContext {
         }
         let client = ScimClient::connect(self.scim.clone()).await?;
         let matcher = Matcher::new(&client);
-        let mut provisioned = 0u64;
+        let mut new_users = Vec::new();
         let mut sent = 0u64;
         // A page at a time, so memory holds a page of documents, not every pending export.
         let mut pages = PendingPages::new(only);
@@ -253,7 +253,9 @@ impl SyncContext {
                                 (action, Some(cloud)) => {
                                     if action == ExportAction::Provision || joined.is_none() {
                                         counts.adds += 1;
-                                        provisioned += 1;
+                                        if export.kind == CloudKind::User {
+                                            new_users.extend(ObjectGuid::parse(&export.guid).ok());
+                                        }
                                         pass.joined.push((export.guid.clone(), export.dn.clone()));
                                     } else {
                                         counts.updates += 1;
@@ -301,11 +303,16 @@ impl SyncContext {
             ms = started.elapsed().as_millis() as u64,
             "export done"
         );
-        if provisioned > 0 {
-            // Newly joined users' hashes were replicated before they had a cloud object: ask
-            // password hash sync for a full pass (it runs on its own schedule).
-            if let Err(e) = std::fs::write(&self.phs_request_path, b"") {
-                tracing::warn!(error = %e, "could not request a full password hash sync");
+        // Newly joined users' hashes were replicated before they had a cloud object. The
+        // daemon reads a few at once, one by one (a targeted hash sync cycle); many, or with
+        // no daemon listening, take a full hash sync pass.
+        match &self.password_changed {
+            _ if new_users.is_empty() => {}
+            Some(hook) if new_users.len() <= crate::phs::MAX_TARGETED => hook(&new_users),
+            _ => {
+                if let Err(e) = std::fs::write(&self.phs_request_path, b"") {
+                    tracing::warn!(error = %e, "could not request a full password hash sync");
+                }
             }
         }
         Ok(Outcome::Done)

@@ -237,7 +237,9 @@ impl SyncContext {
 
     /// Called when a delta import sees password changes (`pwdLastSet` changed), with the
     /// objectGUIDs of those accounts, once the import committed: the daemon fetches their hashes
-    /// at once (a targeted hash sync cycle) instead of waiting for the next delta.
+    /// at once (a targeted hash sync cycle) instead of waiting for the next delta. Also called
+    /// with the users an export joined, when they are few: their hashes were replicated before
+    /// they had a cloud object.
     pub fn on_password_change(&mut self, hook: PasswordChangeHook) {
         self.password_changed = Some(hook);
     }

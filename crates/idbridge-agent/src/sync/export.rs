@@ -238,6 +238,10 @@ impl SyncContext {
                 // The window the idempotence above exists for: sent, not yet recorded.
                 crate::crash_point::crash_point("export-before-confirm");
                 let mut tx = self.store.begin().await?;
+                // What every confirmed export writes, one statement each for the chunk.
+                let mut confirmed_objects = Vec::new();
+                let mut done = Vec::new();
+                let mut refs_completed = Vec::new();
                 for ((export, joined), result) in chunk.iter().zip(&joined).zip(results) {
                     match result {
                         Ok(confirmed) => {
@@ -260,15 +264,14 @@ impl SyncContext {
                                     } else {
                                         counts.updates += 1;
                                     }
-                                    tx.put_cloud_object(&cloud).await?;
+                                    confirmed_objects.push(cloud);
                                 }
                                 (_, None) => {}
                             }
                             if completed.contains(&export.guid) {
-                                tx.set_unresolved_refs(&export.guid, false).await?;
+                                refs_completed.push(export.guid.as_str());
                             }
-                            tx.delete_pending_export(&export.guid).await?;
-                            tx.clear_error(&export.guid).await?;
+                            done.push(export.guid.as_str());
                         }
                         Err(failure) => {
                             counts.errors += 1;
@@ -283,6 +286,10 @@ impl SyncContext {
                         }
                     }
                 }
+                tx.put_cloud_objects(&confirmed_objects).await?;
+                tx.set_unresolved_refs_of(&refs_completed, false).await?;
+                tx.delete_pending_exports(&done).await?;
+                tx.clear_errors(&done).await?;
                 tx.commit().await?;
                 sent += chunk.len() as u64;
                 self.progress

@@ -260,7 +260,12 @@ impl SyncContext {
         self.store.close_interrupted_runs(self.now()).await?;
         let started = std::time::Instant::now();
         let id = self.store.start_run(profile.name(), self.now()).await?;
-        tracing::info!(run = id, profile = profile.name(), "sync run started");
+        if profile == Profile::Cycle {
+            // The daemon's cycle every poll: its finish is logged when it changed something.
+            tracing::debug!(run = id, profile = profile.name(), "sync run started");
+        } else {
+            tracing::info!(run = id, profile = profile.name(), "sync run started");
+        }
         let mut counts = RunCounts::default();
         let outcome = self.run_steps(profile, &mut counts).await;
         let (status, message) = match &outcome {

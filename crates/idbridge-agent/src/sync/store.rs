@@ -920,15 +920,7 @@ impl Tx {
         Ok(())
     }
 
-    /// Records whether the object's last rendering left references unresolved.
-    pub async fn set_unresolved_refs(
-        &mut self,
-        guid: &str,
-        unresolved: bool,
-    ) -> Result<(), StoreError> {
-        self.set_unresolved_refs_of(&[guid], unresolved).await
-    }
-
+    /// Records whether the objects' last rendering left references unresolved.
     pub async fn set_unresolved_refs_of(
         &mut self,
         guids: &[&str],
@@ -1032,18 +1024,30 @@ impl Tx {
     }
 
     pub async fn put_cloud_object(&mut self, object: &CloudObject) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO cloud_objects (guid, kind, cloud_id, anchor, doc) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (guid) DO UPDATE SET kind = excluded.kind, cloud_id = excluded.cloud_id, \
-             anchor = excluded.anchor, doc = excluded.doc",
-        )
-        .bind(&object.guid)
-        .bind(object.kind.name())
-        .bind(&object.cloud_id)
-        .bind(&object.anchor)
-        .bind(object.doc.to_string())
-        .execute(self.tx.conn())
-        .await?;
+        self.put_cloud_objects(std::slice::from_ref(object)).await
+    }
+
+    /// Writes cloud objects in as few statements as the bind limit allows.
+    pub async fn put_cloud_objects(&mut self, objects: &[CloudObject]) -> Result<(), StoreError> {
+        const COLUMNS: usize = 5;
+        for chunk in objects.chunks(IN_LIST_MAX / COLUMNS) {
+            let sql = format!(
+                "INSERT INTO cloud_objects (guid, kind, cloud_id, anchor, doc) VALUES {} \
+                 ON CONFLICT (guid) DO UPDATE SET kind = excluded.kind, \
+                 cloud_id = excluded.cloud_id, anchor = excluded.anchor, doc = excluded.doc",
+                rows_sql(COLUMNS, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for object in chunk {
+                query = query
+                    .bind(&object.guid)
+                    .bind(object.kind.name())
+                    .bind(&object.cloud_id)
+                    .bind(&object.anchor)
+                    .bind(object.doc.to_string());
+            }
+            query.execute(self.tx.conn()).await?;
+        }
         Ok(())
     }
 

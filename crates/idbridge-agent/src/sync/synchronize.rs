@@ -111,11 +111,13 @@ impl SyncContext {
             self.progress
                 .step("sync", synced, step, Some(total.max(synced)));
         }
-        tracing::info!(
-            objects = synced,
-            ms = started.elapsed().as_millis() as u64,
-            "synchronization done"
-        );
+        if synced > 0 {
+            tracing::info!(
+                objects = synced,
+                ms = started.elapsed().as_millis() as u64,
+                "synchronization done"
+            );
+        }
         Ok(queued)
     }
 

@@ -26,6 +26,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use idbridge_core::{AttrName, Dn, ObjectGuid};
+
+/// The allocator the `idbridge` binary runs the engine with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use idbridge_engine::scope::OuScope;
 use idbridge_engine::{
     decode_values, managed_attributes, project, render, AdObject, Disposition, ScimDialect,

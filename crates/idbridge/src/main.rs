@@ -6,6 +6,12 @@ mod sync;
 
 use clap::{Parser, Subcommand};
 
+/// Sync allocates and drops a batch's objects together (about 300 allocations per object):
+/// glibc's per-thread cache of 7 chunks per size overflows, and malloc and free took a third of
+/// the engine's instructions. mimalloc's per-thread free lists absorb that (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "idbridge",

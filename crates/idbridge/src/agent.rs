@@ -273,24 +273,27 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
     // The watermark cycle runs on its own schedule; password changes get a targeted cycle at
     // once and do not bring it forward (at scale a delta searches the whole domain).
     let mut next_delta = tokio::time::Instant::now();
+    let mut bulk = false;
     tracing::info!(interval_s = interval.as_secs(), "agent running");
     loop {
         let targets = pending.take();
         if !phs.config.phs.enabled {
             next_delta = tokio::time::Instant::now() + interval;
         } else if targets.len() > phs::MAX_TARGETED {
-            // A bulk change: one pass reads them all for less than a request each. A full one:
-            // among them may be new users, whose hashes the watermark has already passed.
-            let path = phs::full_request_path(&phs.config.storage.data_dir);
-            if let Err(e) = std::fs::write(&path, b"") {
-                tracing::warn!(error = %e, "could not request a full hash sync pass");
-            }
+            bulk = true;
             next_delta = tokio::time::Instant::now();
         } else if !targets.is_empty() {
             phs.targeted(&targets).await;
         }
         if phs.config.phs.enabled && tokio::time::Instant::now() >= next_delta {
-            let mode = phs::take_full_request(&phs.config.storage.data_dir, Mode::Delta);
+            // A bulk change: one pass reads them all for less than a request each. A full one:
+            // among them may be new users, whose hashes the watermark has already passed.
+            let asked = if std::mem::take(&mut bulk) {
+                Mode::Full
+            } else {
+                Mode::Delta
+            };
+            let mode = phs::take_full_request(&phs.config.storage.data_dir, asked);
             let wait = match phs.cycle(mode).await {
                 Ok(_) => {
                     failures = 0;
@@ -298,7 +301,7 @@ pub async fn run_agent(cmd: AgentCommand) -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     if mode == Mode::Full {
-                        // Keep object sync's request for a full pass until one succeeds.
+                        // Keep the request for a full pass until one succeeds.
                         let path = phs::full_request_path(&phs.config.storage.data_dir);
                         if let Err(e) = std::fs::write(&path, b"") {
                             tracing::warn!(error = %e, "could not keep the full hash sync request");

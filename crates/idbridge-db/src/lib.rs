@@ -1,8 +1,8 @@
 //! SQLite (WAL, one file) or PostgreSQL through sqlx's `Any` driver, so one set of queries
 //! serves both; only the migrations differ per backend.
 //!
-//! Invariant: SQLite allows one writer, so write transactions take a process-wide lock first;
-//! two writers never both upgrade a read lock and fail with "database is locked".
+//! Invariant: SQLite allows one writer, so write transactions take a process-wide lock first,
+//! then SQLite's write lock at `BEGIN`; no writer fails with "database is locked".
 
 use std::sync::Arc;
 
@@ -142,13 +142,20 @@ impl Database {
     }
 
     pub async fn begin(&self) -> Result<DbTx, DbError> {
-        let writer = match &self.write_lock {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
+        let Some(lock) = &self.write_lock else {
+            return Ok(DbTx {
+                tx: self.pool.begin().await?,
+                _writer: None,
+            });
         };
+        let writer = lock.clone().lock_owned().await;
+        // SQLite takes the write lock here, where it waits out `busy_timeout`: a transaction
+        // dropped without commit releases the mutex before its connection has rolled back
+        // (sqlx rolls back in the background), and a deferred transaction that has read fails
+        // at once with "database is locked" when it meets that lock on its first write.
         Ok(DbTx {
-            tx: self.pool.begin().await?,
-            _writer: writer,
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _writer: Some(writer),
         })
     }
 }
@@ -182,5 +189,67 @@ impl DbTx {
     async fn exec(&mut self, sql: &str) -> Result<(), DbError> {
         sqlx::query(sql).execute(self.conn()).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const SCHEMA: Schema = Schema {
+        version_table: "schema_version",
+        sqlite: &[(1, "CREATE TABLE t (k BIGINT PRIMARY KEY)")],
+        postgres: &[],
+    };
+
+    /// A transaction dropped without commit (on any error) releases the writer mutex at once,
+    /// but its connection keeps SQLite's write lock until sqlx has rolled it back in the
+    /// background. The next writer, which reads before it writes, must wait for that lock
+    /// instead of failing with "database is locked".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_waits_out_a_write_lock_still_held_by_a_dropped_transaction() {
+        let file = std::env::temp_dir().join(format!(
+            "idbridge-db-{}-{}.sqlite",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let url = Secret::new(format!("sqlite://{}?mode=rwc", file.display()));
+        let db = Database::open(&url, &SCHEMA).await.unwrap();
+        // The dropped transaction, slowed down: a connection holding the write lock a while.
+        let mut lingering = db.pool().acquire().await.unwrap();
+        lingering.execute("BEGIN IMMEDIATE").await.unwrap();
+        lingering
+            .execute("INSERT INTO t (k) VALUES (-1)")
+            .await
+            .unwrap();
+        let rollback = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            lingering.execute("ROLLBACK").await.unwrap();
+        });
+        let mut next = db.begin().await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM t")
+            .fetch_one(next.conn())
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (k) VALUES (1)")
+            .execute(next.conn())
+            .await
+            .unwrap();
+        next.commit().await.unwrap();
+        rollback.await.unwrap();
+        let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM t")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+        assert_eq!(rows, 1, "the committed row, not the rolled back one");
+        for suffix in ["", "-wal", "-shm"] {
+            std::fs::remove_file(format!("{}{suffix}", file.display())).ok();
+        }
     }
 }

@@ -113,7 +113,7 @@ pub struct PagedSearch {
 impl PagedSearch {
     /// A subtree search under `base`; every entry also carries its objectGUID, objectClass,
     /// distinguishedName and isDeleted.
-    pub fn new(base: &Dn, filter: &str, attrs: &[&str]) -> Self {
+    pub fn new(base: &Dn, filter: &str, attrs: &[impl AsRef<str>]) -> Self {
         Self {
             base: base.to_string(),
             filter: filter.to_string(),
@@ -176,11 +176,15 @@ pub fn tls_config(pem: &[u8]) -> Result<rustls::ClientConfig, AdError> {
 }
 
 /// The attribute list of a request: `attrs` plus `always`, without case-insensitive duplicates.
-fn attr_list(attrs: &[&str], always: &[&str]) -> Vec<String> {
+fn attr_list(attrs: &[impl AsRef<str>], always: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(attrs.len() + always.len());
-    for a in attrs.iter().chain(always) {
+    for a in attrs
+        .iter()
+        .map(AsRef::as_ref)
+        .chain(always.iter().copied())
+    {
         if !out.iter().any(|o| o.eq_ignore_ascii_case(a)) {
-            out.push((*a).to_string());
+            out.push(a.to_string());
         }
     }
     out
@@ -282,7 +286,7 @@ impl AdConnector {
         &mut self,
         base: &Dn,
         filter: &str,
-        attrs: &[&str],
+        attrs: &[impl AsRef<str>],
     ) -> Result<(Vec<AdEntry>, Vec<AdEntryError>), AdError> {
         self.read_all(PagedSearch::new(base, filter, attrs)).await
     }
@@ -358,7 +362,7 @@ impl AdConnector {
         &mut self,
         base: &Dn,
         filter: &str,
-        attrs: &[&str],
+        attrs: &[impl AsRef<str>],
         usns: std::ops::RangeInclusive<u64>,
     ) -> Result<(Vec<AdEntry>, Vec<AdEntryError>), AdError> {
         let terms: String = usns.map(|usn| format!("(uSNChanged={usn})")).collect();
@@ -378,7 +382,7 @@ impl AdConnector {
         &mut self,
         base: &Dn,
         guids: &[ObjectGuid],
-        attrs: &[&str],
+        attrs: &[impl AsRef<str>],
     ) -> Result<(Vec<AdEntry>, Vec<AdEntryError>), AdError> {
         // Keeps each filter well below any request-size limit.
         const PER_FILTER: usize = 100;
@@ -437,7 +441,7 @@ impl AdConnector {
         &mut self,
         base: &Dn,
         filter: &str,
-        attrs: &[&str],
+        attrs: &[impl AsRef<str>],
         cookie: &[u8],
     ) -> Result<DirSyncBatch, AdError> {
         const OP: &str = "DirSync";

@@ -64,6 +64,9 @@ pub struct SyncConfig {
     /// Write the anchor (objectGUID) into `mS-DS-ConsistencyGuid` of objects joined without one,
     /// so the anchor survives moving the object to another forest. Needs Write on that attribute.
     pub write_consistency_guid: bool,
+    /// Group members are read this many at a time (`member;range=0-1499`, then the rest), as
+    /// AD's MaxValRange (1500) imposes anyway: one huge group never arrives in one answer.
+    pub member_range_size: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -95,6 +98,7 @@ impl Default for SyncConfig {
             scim_token: None,
             scim_dialect: ScimDialect::Idbridge,
             write_consistency_guid: false,
+            member_range_size: 1500,
         }
     }
 }
@@ -234,6 +238,9 @@ impl AgentConfig {
         }
         if config.sync.poll_interval_ms == 0 {
             return Err("sync.poll_interval_ms must be at least 1".into());
+        }
+        if config.sync.member_range_size == 0 {
+            return Err("sync.member_range_size must be at least 1".into());
         }
         if let Some(spn) = &config.ad.rpc_spn {
             idbridge_drsuapi::kerberos::check_spn(spn).map_err(|e| format!("ad.rpc_spn: {e}"))?;

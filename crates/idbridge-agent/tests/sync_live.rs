@@ -675,3 +675,108 @@ async fn a_password_change_reports_the_account_to_hash_sync() {
     drop(ad);
     test_ou.remove().await.unwrap();
 }
+
+/// Samba answers a group whole unless asked for a range; the agent asks for members in ranges
+/// (here of 3), so a group larger than one range page is read page by page, by the full import
+/// and by the delta reads after a membership change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_larger_than_one_range_page_arrives_whole() {
+    let lab = Lab::load().unwrap();
+    let mut test_ou = lab.test_ou("ranges").await.unwrap();
+    let cloud = TestCloud::start("ranges").await;
+    let realm = lab.ad.realm.to_lowercase();
+    let mut ad = Ad {
+        ou: &mut test_ou,
+        realm,
+    };
+    let ou = ad.ou.dn.clone();
+    let suffix = &idbridge_testkit::unique_suffix()[..6];
+    let prefix = format!("rm{suffix}-");
+    ad.add_bulk_users(&ou, &prefix, 9).await;
+    let user = |i: usize| format!("CN={prefix}{i},{ou}");
+    let first_seven: Vec<String> = (0..7).map(user).collect();
+    let refs: Vec<&str> = first_seven.iter().map(String::as_str).collect();
+    let group = ad.add_group(&ou, &format!("big{suffix}"), &refs).await;
+    let config = cloud.agent_config(
+        &lab,
+        &format!("[sync]\ninclude_ous = [\"{ou}\"]\nmember_range_size = 3\n"),
+    );
+    let sync = SyncContext::open(&config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let cloud_members = || async {
+        let groups = cloud.scim_get("/Groups").await;
+        assert_eq!(groups["totalResults"], 1, "{groups}");
+        let ids: HashSet<String> = groups["Resources"][0]["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids
+    };
+    let upns: Vec<String> = (0..9).map(|i| ad.upn(&format!("{prefix}{i}"))).collect();
+    let cloud_id = |i: usize| {
+        let upn = upns[i].clone();
+        let cloud = &cloud;
+        async move {
+            cloud.user_by_name(&upn).await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    let first = cycle(&sync).await;
+    assert_eq!(
+        (first.counts.adds, first.counts.errors),
+        (10, 0),
+        "{first:?} {:?}",
+        sync.errors().await.unwrap()
+    );
+    let mut expected = HashSet::new();
+    for i in 0..7 {
+        expected.insert(cloud_id(i).await);
+    }
+    assert_eq!(
+        cloud_members().await,
+        expected,
+        "seven members over three ranges"
+    );
+
+    // Two more members, one fewer.
+    ad.modify(
+        &group,
+        vec![
+            Mod::Add(
+                "member",
+                HashSet::from([user(7).as_str(), user(8).as_str()]),
+            ),
+            Mod::Delete("member", HashSet::from([user(0).as_str()])),
+        ],
+    )
+    .await;
+    let changed = cycle(&sync).await;
+    assert_eq!(changed.counts.updates, 1, "{changed:?}");
+    expected.remove(&cloud_id(0).await);
+    expected.insert(cloud_id(7).await);
+    expected.insert(cloud_id(8).await);
+    assert_eq!(
+        cloud_members().await,
+        expected,
+        "eight members over three ranges"
+    );
+
+    // The first delta was a DirSync pass (whole values); the next reads the group by USN, ranged.
+    ad.modify(
+        &group,
+        vec![Mod::Delete("member", HashSet::from([user(1).as_str()]))],
+    )
+    .await;
+    let changed = cycle(&sync).await;
+    assert_eq!(changed.counts.updates, 1, "{changed:?}");
+    expected.remove(&cloud_id(1).await);
+    assert_eq!(cloud_members().await, expected, "seven members again");
+}

@@ -21,10 +21,20 @@ const IMPORT_FILTER: &str =
 const RECONNECT_FOR: Duration = Duration::from_secs(120);
 const RECONNECT_MAX_PAUSE: Duration = Duration::from_secs(8);
 
-/// Every attribute the rules may read, plus what the engine needs itself.
-fn import_attributes() -> Vec<&'static str> {
-    let mut attrs: Vec<&str> = AD.iter().map(|a| a.name).collect();
-    attrs.extend(["objectClass", "isDeleted"]);
+/// Every attribute the rules may read, plus what the engine needs itself. With `member_range`,
+/// members are asked for in ranges of that size (the connector reads the rest of a larger
+/// group); DirSync passes take them as the DC sends them.
+fn import_attributes(member_range: Option<u32>) -> Vec<String> {
+    let mut attrs: Vec<String> = AD
+        .iter()
+        .map(|a| match member_range {
+            Some(size) if a.name.eq_ignore_ascii_case("member") => {
+                format!("member;range=0-{}", size.saturating_sub(1))
+            }
+            _ => a.name.to_owned(),
+        })
+        .collect();
+    attrs.extend(["objectClass".to_owned(), "isDeleted".to_owned()]);
     attrs
 }
 
@@ -109,7 +119,11 @@ impl SyncContext {
     async fn read_directory(&self, pages: &mpsc::Sender<Page>) -> Result<Vec<u8>, AdError> {
         let mut ad = AdConnector::connect(&self.ad).await?;
         let cookie = ad.current_cookie(&self.base_dn).await?;
-        let mut search = PagedSearch::new(&self.base_dn, IMPORT_FILTER, &import_attributes());
+        let mut search = PagedSearch::new(
+            &self.base_dn,
+            IMPORT_FILTER,
+            &import_attributes(Some(self.member_range_size)),
+        );
         while let Some(page) = ad.next_page(&mut search).await? {
             if pages.send(page).await.is_err() {
                 break;
@@ -155,7 +169,7 @@ impl SyncContext {
                     .changed_in(
                         &self.base_dn,
                         IMPORT_FILTER,
-                        &import_attributes(),
+                        &import_attributes(Some(self.member_range_size)),
                         a.usn + 1..=usn,
                     )
                     .await?;
@@ -167,7 +181,12 @@ impl SyncContext {
             }
             _ => {
                 let batch = ad
-                    .dirsync(&self.base_dn, IMPORT_FILTER, &import_attributes(), cookie)
+                    .dirsync(
+                        &self.base_dn,
+                        IMPORT_FILTER,
+                        &import_attributes(None),
+                        cookie,
+                    )
                     .await?;
                 changes.entries = batch.entries;
                 changes.errors = batch.errors;
@@ -318,7 +337,11 @@ impl SyncContext {
             .read_from_dc("reading restored objects", || async {
                 let mut ad = AdConnector::connect(&self.ad).await?;
                 let read = ad
-                    .read_objects(&self.base_dn, &partial, &import_attributes())
+                    .read_objects(
+                        &self.base_dn,
+                        &partial,
+                        &import_attributes(Some(self.member_range_size)),
+                    )
                     .await;
                 if let Err(e) = ad.unbind().await {
                     tracing::debug!(error = %e, "unbind after reading objects");

@@ -67,6 +67,9 @@ pub struct SyncConfig {
     /// Group members are read this many at a time (`member;range=0-1499`, then the rest), as
     /// AD's MaxValRange (1500) imposes anyway: one huge group never arrives in one answer.
     pub member_range_size: u32,
+    /// A delta read covering more DC changes (USNs) than this, as after a bulk load or a long
+    /// stop, is done as a full import, page by page: a DirSync answer arrives whole, in memory.
+    pub max_dirsync_changes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,6 +102,7 @@ impl Default for SyncConfig {
             scim_dialect: ScimDialect::Idbridge,
             write_consistency_guid: false,
             member_range_size: 1500,
+            max_dirsync_changes: 10_000,
         }
     }
 }
@@ -241,6 +245,9 @@ impl AgentConfig {
         }
         if config.sync.member_range_size == 0 {
             return Err("sync.member_range_size must be at least 1".into());
+        }
+        if config.sync.max_dirsync_changes == 0 {
+            return Err("sync.max_dirsync_changes must be at least 1".into());
         }
         if let Some(spn) = &config.ad.rpc_spn {
             idbridge_drsuapi::kerberos::check_spn(spn).map_err(|e| format!("ad.rpc_spn: {e}"))?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use common::ad::Ad;
 use common::TestCloud;
-use idbridge_agent::sync::{Profile, RunReport, SyncContext};
+use idbridge_agent::sync::{Profile, ProgressSink, RunReport, SyncContext};
 use idbridge_core::SystemClock;
 use idbridge_testkit::{Lab, TestDatabase};
 use ldap3::Mod;
@@ -779,4 +779,77 @@ async fn a_group_larger_than_one_range_page_arrives_whole() {
     assert_eq!(changed.counts.updates, 1, "{changed:?}");
     expected.remove(&cloud_id(1).await);
     assert_eq!(cloud_members().await, expected, "seven members again");
+}
+
+/// Records how many objects the import steps of a run read (0: no full import ran).
+#[derive(Default)]
+struct ImportSteps(std::sync::Mutex<u64>);
+
+impl ImportSteps {
+    fn take(&self) -> u64 {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl ProgressSink for ImportSteps {
+    fn step(&self, phase: &'static str, done: u64, _total: Option<u64>) {
+        if phase == "import" {
+            let mut read = self.0.lock().unwrap();
+            *read = (*read).max(done);
+        }
+    }
+}
+
+/// A backlog of more DC changes than `sync.max_dirsync_changes` (a bulk load, a long stop) is
+/// read as a full import, page by page, not as one DirSync answer held whole in memory; the
+/// USN applied is stored, so a restarted agent does the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_changes_is_read_page_by_page() {
+    let lab = Lab::load().unwrap();
+    let mut test_ou = lab.test_ou("backlog").await.unwrap();
+    let cloud = TestCloud::start("backlog").await;
+    let realm = lab.ad.realm.to_lowercase();
+    let mut ad = Ad {
+        ou: &mut test_ou,
+        realm,
+    };
+    let ou = ad.ou.dn.clone();
+    let suffix = &idbridge_testkit::unique_suffix()[..6];
+    ad.add_bulk_users(&ou, &format!("bl{suffix}-a"), 2).await;
+    let config = cloud.agent_config(
+        &lab,
+        &format!("[sync]\ninclude_ous = [\"{ou}\"]\nmax_dirsync_changes = 20\n"),
+    );
+    let steps = Arc::new(ImportSteps::default());
+    let open = || async {
+        let mut sync = SyncContext::open(&config, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        sync.set_progress(steps.clone());
+        sync
+    };
+    let sync = open().await;
+    assert_eq!(cycle(&sync).await.counts.adds, 2);
+    assert!(steps.take() > 0, "the first cycle is a full import");
+
+    // 30 new users are 30 DC changes or more: more than 20.
+    ad.add_bulk_users(&ou, &format!("bl{suffix}-b"), 30).await;
+    let burst = cycle(&sync).await;
+    assert_eq!(burst.counts.adds, 30, "{burst:?}");
+    let read = steps.take();
+    assert!(
+        read >= 32,
+        "the backlog was read as a full import ({read} objects read)"
+    );
+
+    // After a restart the backlog is measured from the USN the store holds.
+    drop(sync);
+    ad.add_bulk_users(&ou, &format!("bl{suffix}-c"), 30).await;
+    let sync = open().await;
+    let burst = cycle(&sync).await;
+    assert_eq!(burst.counts.adds, 30, "{burst:?}");
+    let read = steps.take();
+    assert!(read >= 62, "after a restart too ({read} objects read)");
+    let users = cloud.scim_get("/Users").await;
+    assert_eq!(users["totalResults"], 62, "none lost, none twice");
 }

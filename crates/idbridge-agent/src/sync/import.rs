@@ -75,6 +75,16 @@ struct Applied {
     dirsync_at: Instant,
 }
 
+/// What a delta read found.
+enum DeltaRead {
+    Changes(Changes),
+    /// More changes since the last delta than one DirSync pass should hold in memory (its
+    /// answer arrives whole): the caller imports the directory page by page instead.
+    Backlog {
+        span: u64,
+    },
+}
+
 /// What one delta read brought.
 struct Changes {
     entries: Vec<AdEntry>,
@@ -114,10 +124,13 @@ impl SyncContext {
         }
     }
 
-    /// The DirSync cookie of "now", then every object, page by page into `pages` (see
-    /// `full_import` for the order). Stops early when the receiver is gone (the writer failed).
-    async fn read_directory(&self, pages: &mpsc::Sender<Page>) -> Result<Vec<u8>, AdError> {
+    /// The DC's USN and DirSync cookie of "now", then every object, page by page into `pages`
+    /// (see `full_import` for the order). Stops early when the receiver is gone (the writer
+    /// failed).
+    async fn read_directory(&self, pages: &mpsc::Sender<Page>) -> Result<(Vec<u8>, u64), AdError> {
         let mut ad = AdConnector::connect(&self.ad).await?;
+        // Before the cookie, which then covers at least every change through it.
+        let usn = ad.highest_committed_usn().await?;
         let cookie = ad.current_cookie(&self.base_dn).await?;
         let mut search = PagedSearch::new(
             &self.base_dn,
@@ -132,16 +145,22 @@ impl SyncContext {
         if let Err(e) = ad.unbind().await {
             tracing::debug!(error = %e, "unbind after full import");
         }
-        Ok(cookie)
+        Ok((cookie, usn))
     }
 
     /// Reads what changed since the store's `cookie`, on the kept connection. Nothing, when the
     /// DC committed nothing since the changes last applied (its `highestCommittedUSN` did not
     /// move): an idle poll costs the DC one rootDSE read. The objects whose `uSNChanged` is in
     /// the span since then, when the span is short: an indexed read, where a DirSync pass costs
-    /// Samba a scan of the naming context. Otherwise a DirSync pass. A failed read drops the
-    /// connection, so the retry connects again.
-    async fn read_changes(&self, cookie: &[u8]) -> Result<Changes, AdError> {
+    /// Samba a scan of the naming context. A backlog longer than `sync.max_dirsync_changes`
+    /// (`applied_usn`: where the store says it is, after a restart) is left to a full import.
+    /// Otherwise a DirSync pass. A failed read drops the connection, so the retry connects
+    /// again.
+    async fn read_changes(
+        &self,
+        cookie: &[u8],
+        applied_usn: Option<u64>,
+    ) -> Result<DeltaRead, AdError> {
         let mut kept = self.delta_connection.lock().await;
         let (mut ad, applied) = match kept.take() {
             Some(kept) => (kept.connection, kept.applied),
@@ -151,6 +170,19 @@ impl SyncContext {
         let applied = applied.filter(|a| a.cookie == cookie);
         // Read before the changes: a write committed meanwhile moves it again.
         let usn = ad.highest_committed_usn().await?;
+        let span = usn.saturating_sub(
+            applied
+                .as_ref()
+                .map_or(applied_usn, |a| Some(a.usn))
+                .unwrap_or(usn),
+        );
+        if span > self.max_dirsync_changes {
+            *kept = Some(DeltaConnection {
+                connection: ad,
+                applied: None,
+            });
+            return Ok(DeltaRead::Backlog { span });
+        }
         let mut changes = Changes {
             entries: Vec::new(),
             errors: Vec::new(),
@@ -198,7 +230,7 @@ impl SyncContext {
             connection: ad,
             applied,
         });
-        Ok(changes)
+        Ok(DeltaRead::Changes(changes))
     }
 
     /// Records that `changes` are committed to the store.
@@ -251,11 +283,11 @@ impl SyncContext {
         tx.commit().await?;
         let (pages_tx, mut pages) = mpsc::channel::<Page>(2);
         let read = async move {
-            let cookie = self
+            let read = self
                 .read_from_dc("full import", || self.read_directory(&pages_tx))
                 .await;
             drop(pages_tx);
-            cookie
+            read
         };
         let write = async {
             let mut imported = 0u64;
@@ -271,14 +303,14 @@ impl SyncContext {
             }
             Ok::<_, SyncError>(imported)
         };
-        let (cookie, imported) = tokio::join!(read, write);
+        let (read, imported) = tokio::join!(read, write);
         // The writer's failure first: it is why the reader stopped.
         let imported = imported?;
-        let cookie = cookie?;
+        let (cookie, usn) = read?;
         tracing::info!(objects = imported, "full import read the directory");
         let mut tx = self.store.begin().await?;
         let gone = tx.sweep_unseen(generation).await?;
-        tx.set_cookie(&cookie).await?;
+        tx.set_cookie(&cookie, usn).await?;
         tx.commit().await?;
         if gone > 0 {
             tracing::info!(objects = gone, "objects no longer in AD marked deleted");
@@ -358,9 +390,22 @@ impl SyncContext {
         let Some(cookie) = self.store.cookie().await? else {
             return self.full_import(counts, None).await;
         };
-        let mut changes = self
-            .read_from_dc("delta import", || self.read_changes(&cookie))
-            .await?;
+        let applied_usn = self.store.applied_usn().await?;
+        let mut changes = match self
+            .read_from_dc("delta import", || self.read_changes(&cookie, applied_usn))
+            .await?
+        {
+            DeltaRead::Changes(changes) => changes,
+            DeltaRead::Backlog { span } => {
+                tracing::info!(
+                    changes = span,
+                    limit = self.max_dirsync_changes,
+                    "more changes since the last delta than one DirSync pass may hold \
+                     (sync.max_dirsync_changes): reading the directory page by page"
+                );
+                return self.full_import(counts, None).await;
+            }
+        };
         counts.errors += self.record_entry_errors(&changes.errors).await?;
         let mut whole = if changes.whole {
             (HashMap::new(), Vec::new())
@@ -411,7 +456,7 @@ impl SyncContext {
             tx.put_ad_object(&object, 0).await?;
         }
         follow_links(&mut tx, &moved).await?;
-        tx.set_cookie(&changes.cookie).await?;
+        tx.set_cookie(&changes.cookie, changes.usn).await?;
         tx.commit().await?;
         self.changes_applied(&changes).await;
         if !password_changed.is_empty() {

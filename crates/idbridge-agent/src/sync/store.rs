@@ -35,6 +35,8 @@ const SCHEMA: Schema = Schema {
 };
 
 const COOKIE_KEY: &str = "dirsync_cookie";
+/// The DC's USN through which every change is in the store (absent in stores of older agents).
+const APPLIED_USN_KEY: &str = "applied_usn";
 const GENERATION_KEY: &str = "import_generation";
 const APPROVED_DELETES_KEY: &str = "approved_deletes";
 /// Set once `ad_links` holds the links of every stored object.
@@ -348,6 +350,14 @@ impl SyncStore {
         B64.decode(text)
             .map(Some)
             .map_err(|e| corrupt(COOKIE_KEY, e))
+    }
+
+    /// Every change the DC committed through this USN is in the store.
+    pub async fn applied_usn(&self) -> Result<Option<u64>, StoreError> {
+        self.state(APPLIED_USN_KEY)
+            .await?
+            .map(|text| text.parse().map_err(|e| corrupt(APPLIED_USN_KEY, e)))
+            .transpose()
     }
 
     async fn state(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -683,8 +693,12 @@ impl Tx {
         Ok(self.tx.commit().await?)
     }
 
-    pub async fn set_cookie(&mut self, cookie: &[u8]) -> Result<(), StoreError> {
-        self.set_state(COOKIE_KEY, &B64.encode(cookie)).await
+    /// The cookie the next DirSync pass starts from, and the USN through which the DC's changes
+    /// are in the store (a USN read moves it; the cookie stays).
+    pub async fn set_cookie(&mut self, cookie: &[u8], applied_usn: u64) -> Result<(), StoreError> {
+        self.set_state(COOKIE_KEY, &B64.encode(cookie)).await?;
+        self.set_state(APPLIED_USN_KEY, &applied_usn.to_string())
+            .await
     }
 
     async fn set_state(&mut self, key: &str, value: &str) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ mod matching;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
 use idbridge_ad::AdConnector;
 use idbridge_core::{AttrName, ObjectGuid};
 use idbridge_engine::{
@@ -21,6 +22,7 @@ use idbridge_scim_client::{
 use serde_json::{json, Value};
 
 use self::matching::Matcher;
+use super::follow::Waiting;
 use super::store::{CloudObject, ExportAction, PendingCursor, PendingExport, RunCounts, SyncStore};
 use super::{Outcome, SyncContext, SyncError};
 use crate::config::Deprovision;
@@ -37,6 +39,11 @@ const ANCHOR_STAGE: &str = "anchor";
 /// `or` filters, and a Bulk request that fails as a whole fails at most 100 objects (retried
 /// by the next run).
 const EXPORT_CHUNK: usize = 100;
+
+/// Chunks of a page in flight at once: while the server works on some, the agent plans the
+/// next and commits the confirmations of the last (each side waited for the other when one
+/// chunk went at a time). Confirmations still commit in order.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 fn resource_type(kind: CloudKind) -> ResourceType {
     match kind {
@@ -59,14 +66,44 @@ pub(crate) struct ExportPass {
     /// yet.
     pub held: Vec<Held>,
     /// The objects whose pending exports the next call sends; all of them when empty. Waves
-    /// set it to the held ones (nothing else changes the pending exports between two waves).
+    /// set it to the held ones their predecessors released (nothing else changes the pending
+    /// exports between two waves).
     pub next: Vec<String>,
+    /// The held exports of earlier calls, by the references they wait for.
+    pub waiting: Waiting,
+}
+
+impl ExportPass {
+    /// Files the exports the last call held under the references they wait for, and adds to
+    /// `released` those whose last missing reference was joined since `joined_seen`.
+    pub(crate) fn wait_for_references(
+        &mut self,
+        joined_seen: &mut usize,
+        released: &mut Vec<String>,
+    ) {
+        for held in self.held.drain(..) {
+            self.waiting.hold(held);
+        }
+        for (_, dn) in self.joined.iter().skip(*joined_seen) {
+            self.waiting.exported(dn, released);
+        }
+        *joined_seen = self.joined.len();
+    }
 }
 
 /// An export held back, and the references (DN keys) it waits for.
 pub(crate) struct Held {
     pub guid: String,
     pub waiting_for: Vec<String>,
+}
+
+/// A chunk of exports as the server answered it, to be confirmed in the store.
+struct ConfirmedChunk<'a> {
+    chunk: &'a [PendingExport],
+    joined: &'a [Option<CloudObject>],
+    results: Vec<Result<Option<CloudObject>, ExportFailure>>,
+    /// The exports whose references were all completed before sending.
+    references_completed: &'a HashSet<String>,
 }
 
 /// Pending exports read a page at a time: those of the given objects, or else all of them.
@@ -76,8 +113,9 @@ struct PendingPages {
     done: bool,
 }
 
-/// Pending exports per page (their documents are what an export holds in memory).
-const EXPORT_PAGE: usize = 500;
+/// Pending exports per page (their documents are what an export holds in memory: a few MB).
+/// The chunks in flight drain at the end of each page, so pages are not small.
+const EXPORT_PAGE: usize = 2000;
 
 impl PendingPages {
     fn new(only: Vec<String>) -> Self {
@@ -228,73 +266,57 @@ impl SyncContext {
             }
             let guids: Vec<&str> = page.iter().map(|p| p.guid.as_str()).collect();
             let mut joined_page = self.store.cloud_objects_for(&guids).await?;
-            // Requests of a chunk travel concurrently; their confirmations commit together.
-            for chunk in page.chunks(EXPORT_CHUNK) {
-                let joined: Vec<Option<CloudObject>> = chunk
-                    .iter()
-                    .map(|export| joined_page.remove(&export.guid))
-                    .collect();
-                let results = self.export_chunk(&client, &matcher, chunk, &joined).await;
-                // The window the idempotence above exists for: sent, not yet recorded.
-                crate::crash_point::crash_point("export-before-confirm");
-                let mut tx = self.store.begin().await?;
-                // What every confirmed export writes, one statement each for the chunk.
-                let mut confirmed_objects = Vec::new();
-                let mut done = Vec::new();
-                let mut refs_completed = Vec::new();
-                for ((export, joined), result) in chunk.iter().zip(&joined).zip(results) {
-                    match result {
-                        Ok(confirmed) => {
-                            match (export.action, confirmed) {
-                                (ExportAction::Deprovision, _) => {
-                                    counts.deletes += 1;
-                                    tx.delete_cloud_object(&export.guid).await?;
-                                    if tx.ad_object(&export.guid).await?.is_some_and(|o| o.deleted)
-                                    {
-                                        tx.forget_ad_object(&export.guid).await?;
-                                    }
-                                }
-                                (action, Some(cloud)) => {
-                                    if action == ExportAction::Provision || joined.is_none() {
-                                        counts.adds += 1;
-                                        if export.kind == CloudKind::User {
-                                            new_users.extend(ObjectGuid::parse(&export.guid).ok());
-                                        }
-                                        pass.joined.push((export.guid.clone(), export.dn.clone()));
-                                    } else {
-                                        counts.updates += 1;
-                                    }
-                                    confirmed_objects.push(cloud);
-                                }
-                                (_, None) => {}
-                            }
-                            if completed.contains(&export.guid) {
-                                refs_completed.push(export.guid.as_str());
-                            }
-                            done.push(export.guid.as_str());
+            let chunks: Vec<(&[PendingExport], Vec<Option<CloudObject>>)> = page
+                .chunks(EXPORT_CHUNK)
+                .map(|chunk| {
+                    let joined = chunk
+                        .iter()
+                        .map(|export| joined_page.remove(&export.guid))
+                        .collect();
+                    (chunk, joined)
+                })
+                .collect();
+            // Requests of a chunk travel concurrently, a few chunks at a time; a chunk's
+            // confirmations commit together, in order, while the next chunks travel.
+            let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+            let send = async {
+                let mut exported = futures_util::stream::iter(&chunks)
+                    .map(|(chunk, joined)| {
+                        let (client, matcher) = (&client, &matcher);
+                        async move {
+                            let results = self.export_chunk(client, matcher, chunk, joined).await;
+                            (*chunk, joined, results)
                         }
-                        Err(failure) => {
-                            counts.errors += 1;
-                            pass.failed.insert(export.guid.clone());
-                            if export.action == ExportAction::Deprovision {
-                                pass.failed_deletes += 1;
-                            }
-                            let message = failure.to_string();
-                            tracing::warn!(dn = %export.dn, %message, "export failed");
-                            tx.set_error(&export.guid, &export.dn, "export", &message, self.now())
-                                .await?;
-                        }
+                    })
+                    .buffered(CHUNKS_IN_FLIGHT);
+                while let Some(exported) = exported.next().await {
+                    // The receiver is gone when a confirmation failed.
+                    if done_tx.send(exported).await.is_err() {
+                        break;
                     }
                 }
-                tx.put_cloud_objects(&confirmed_objects).await?;
-                tx.set_unresolved_refs_of(&refs_completed, false).await?;
-                tx.delete_pending_exports(&done).await?;
-                tx.clear_errors(&done).await?;
-                tx.commit().await?;
-                sent += chunk.len() as u64;
-                self.progress
-                    .step("export", sent, chunk.len() as u64, Some(total));
-            }
+                drop(done_tx);
+            };
+            let confirm = async {
+                while let Some((chunk, joined, results)) = done_rx.recv().await {
+                    let new = ConfirmedChunk {
+                        chunk,
+                        joined,
+                        results,
+                        references_completed: &completed,
+                    };
+                    self.confirm_chunk(new, counts, pass, &mut new_users)
+                        .await?;
+                    sent += chunk.len() as u64;
+                    self.progress
+                        .step("export", sent, chunk.len() as u64, Some(total));
+                }
+                // Dropped here on failure, so the sender stops.
+                drop(done_rx);
+                Ok::<_, SyncError>(())
+            };
+            let ((), confirmed) = tokio::join!(send, confirm);
+            confirmed?;
         }
         if sent == 0 {
             return Ok(Outcome::Done);
@@ -420,6 +442,80 @@ impl SyncContext {
             tracing::debug!(error = %e, "unbind after anchor writeback");
         }
         Ok(failures)
+    }
+
+    /// Records what the server confirmed for a chunk, in one transaction: cloud objects
+    /// joined or updated, pending exports done, errors set or cleared.
+    async fn confirm_chunk(
+        &self,
+        confirmed: ConfirmedChunk<'_>,
+        counts: &mut RunCounts,
+        pass: &mut ExportPass,
+        new_users: &mut Vec<ObjectGuid>,
+    ) -> Result<(), SyncError> {
+        let ConfirmedChunk {
+            chunk,
+            joined,
+            results,
+            references_completed: completed,
+        } = confirmed;
+        // Sent, not yet recorded: the window the idempotence of provisions (matched through
+        // the target before any create) exists for.
+        crate::crash_point::crash_point("export-before-confirm");
+        let mut tx = self.store.begin().await?;
+        // What every confirmed export writes, one statement each for the chunk.
+        let mut confirmed_objects = Vec::new();
+        let mut done = Vec::new();
+        let mut refs_completed = Vec::new();
+        for ((export, joined), result) in chunk.iter().zip(joined).zip(results) {
+            match result {
+                Ok(confirmed) => {
+                    match (export.action, confirmed) {
+                        (ExportAction::Deprovision, _) => {
+                            counts.deletes += 1;
+                            tx.delete_cloud_object(&export.guid).await?;
+                            if tx.ad_object(&export.guid).await?.is_some_and(|o| o.deleted) {
+                                tx.forget_ad_object(&export.guid).await?;
+                            }
+                        }
+                        (action, Some(cloud)) => {
+                            if action == ExportAction::Provision || joined.is_none() {
+                                counts.adds += 1;
+                                if export.kind == CloudKind::User {
+                                    new_users.extend(ObjectGuid::parse(&export.guid).ok());
+                                }
+                                pass.joined.push((export.guid.clone(), export.dn.clone()));
+                            } else {
+                                counts.updates += 1;
+                            }
+                            confirmed_objects.push(cloud);
+                        }
+                        (_, None) => {}
+                    }
+                    if completed.contains(&export.guid) {
+                        refs_completed.push(export.guid.as_str());
+                    }
+                    done.push(export.guid.as_str());
+                }
+                Err(failure) => {
+                    counts.errors += 1;
+                    pass.failed.insert(export.guid.clone());
+                    if export.action == ExportAction::Deprovision {
+                        pass.failed_deletes += 1;
+                    }
+                    let message = failure.to_string();
+                    tracing::warn!(dn = %export.dn, %message, "export failed");
+                    tx.set_error(&export.guid, &export.dn, "export", &message, self.now())
+                        .await?;
+                }
+            }
+        }
+        tx.put_cloud_objects(&confirmed_objects).await?;
+        tx.set_unresolved_refs_of(&refs_completed, false).await?;
+        tx.delete_pending_exports(&done).await?;
+        tx.clear_errors(&done).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Exports a chunk: the reads (the provisions' matches, batched), then the writes together

@@ -16,7 +16,7 @@ use super::{Outcome, SyncContext, SyncError};
 /// exported, those waiting only for it can go. Each round then reads just what synchronization
 /// queued and what was released, not every pending export again.
 #[derive(Default)]
-struct Waiting {
+pub(crate) struct Waiting {
     /// DN key -> the held objects referring to it.
     by_target: HashMap<String, Vec<String>>,
     /// Held object -> how many of its references are still missing.
@@ -24,7 +24,7 @@ struct Waiting {
 }
 
 impl Waiting {
-    fn hold(&mut self, held: Held) {
+    pub(crate) fn hold(&mut self, held: Held) {
         let mut targets = held.waiting_for;
         targets.sort_unstable();
         targets.dedup();
@@ -37,8 +37,17 @@ impl Waiting {
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    /// Whether `guid` is held, waiting for a reference.
+    pub(crate) fn holds(&self, guid: &str) -> bool {
+        self.missing.contains_key(guid)
+    }
+
     /// The held objects whose last missing reference is `dn`, just exported.
-    fn exported(&mut self, dn: &str, released: &mut Vec<String>) {
+    pub(crate) fn exported(&mut self, dn: &str, released: &mut Vec<String>) {
         let Some(key) = Dn::parse(dn).ok().map(|d| d.normalized().to_owned()) else {
             return;
         };
@@ -56,8 +65,9 @@ impl Waiting {
 
 impl SyncContext {
     /// The full import of a cycle, with synchronization and export following it. What is left
-    /// when it ends (objects the import found gone, exports still waiting for references) is
-    /// for the cycle's usual steps; `pass` carries what the exports learned to them.
+    /// when it ends (the last pages' exports, objects the import found gone, exports still
+    /// waiting for references) is for the cycle's usual steps; `pass` carries what the exports
+    /// learned to them.
     ///
     /// With a pilot group the import runs alone: the scope depends on the group's members,
     /// which are known only once the group itself is imported.
@@ -80,7 +90,6 @@ impl SyncContext {
         };
         let follow = async {
             let mut exporting = true;
-            let mut waiting = Waiting::default();
             let mut joined_seen = 0;
             let mut released = Vec::new();
             loop {
@@ -88,15 +97,13 @@ impl SyncContext {
                 let last = imported.get();
                 let mut next = self.synchronize(false, counts).await?;
                 next.append(&mut released);
-                if exporting && !next.is_empty() {
+                // The last round's exports are the cycle's first export wave (see
+                // `export_and_resolve`), with the rest that is pending then.
+                if exporting && !last && !next.is_empty() {
                     pass.next = next;
                     // Staging mode or the deletion threshold: the cycle's export says why.
                     exporting = matches!(self.export(counts, pass, true).await?, Outcome::Done);
-                    pass.held.drain(..).for_each(|held| waiting.hold(held));
-                    for (_, dn) in pass.joined.iter().skip(joined_seen) {
-                        waiting.exported(dn, &mut released);
-                    }
-                    joined_seen = pass.joined.len();
+                    pass.wait_for_references(&mut joined_seen, &mut released);
                 }
                 if last {
                     return Ok::<_, SyncError>(());

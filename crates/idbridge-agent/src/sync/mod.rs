@@ -372,21 +372,39 @@ impl SyncContext {
         mut pass: export::ExportPass,
     ) -> Result<Outcome, SyncError> {
         const MAX_WAVES: usize = 32;
+        // The first wave sends every pending export but those already held (by a full
+        // import's follower); each later one only those whose last missing reference the waves
+        // before it exported.
         pass.next.clear();
-        let mut held_before = usize::MAX;
-        for _ in 0..MAX_WAVES {
-            let outcome = self.export(counts, &mut pass, true).await?;
-            if !matches!(outcome, Outcome::Done) {
-                return Ok(outcome);
+        let mut nothing_new = false;
+        if !pass.waiting.is_empty() {
+            pass.next = self
+                .store
+                .pending_export_guids()
+                .await?
+                .into_iter()
+                .filter(|guid| !pass.waiting.holds(guid))
+                .collect();
+            nothing_new = pass.next.is_empty();
+        }
+        let mut joined_seen = pass.joined.len();
+        for wave in 0..MAX_WAVES {
+            if wave > 0 || !nothing_new {
+                let outcome = self.export(counts, &mut pass, true).await?;
+                if !matches!(outcome, Outcome::Done) {
+                    return Ok(outcome);
+                }
             }
-            pass.next = pass.held.iter().map(|h| h.guid.clone()).collect();
-            // Stop when a wave resolved nothing: waiting cannot help.
-            let held = pass.held.len();
-            if held == 0 || held >= held_before {
+            let mut released = Vec::new();
+            pass.wait_for_references(&mut joined_seen, &mut released);
+            // Stop when a wave released nothing: waiting cannot help.
+            if released.is_empty() {
                 break;
             }
-            held_before = held;
+            pass.next = released;
         }
+        // What still waits goes without the references that do not resolve.
+        pass.next.clear();
         let mut outcome = self.export(counts, &mut pass, false).await?;
         if matches!(outcome, Outcome::Done) && !pass.joined.is_empty() {
             // The new cloud objects may complete references that objects exported before

@@ -568,6 +568,17 @@ impl SyncStore {
         Ok((count("total")?, count("deletes")?))
     }
 
+    /// The objects with a pending export (their ids only).
+    pub async fn pending_export_guids(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT guid FROM pending_exports")
+            .fetch_all(self.db.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("guid"))
+            .collect::<Result<_, _>>()?)
+    }
+
     pub async fn pending_export(&self, guid: &str) -> Result<Option<PendingExport>, StoreError> {
         sqlx::query(&format!("{PENDING_SELECT} WHERE guid = $1"))
             .bind(guid)

@@ -108,8 +108,9 @@ impl SyncContext {
             tx.commit().await?;
             let step = batch.len() as u64;
             synced += step;
+            // Beyond the count taken at the start, a running import is adding to it.
             self.progress
-                .step("sync", synced, step, Some(total.max(synced)));
+                .step("sync", synced, step, (synced <= total).then_some(total));
         }
         if synced > 0 {
             tracing::info!(

@@ -9,23 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::ad::Ad;
-use common::TestCloud;
 use idbridge_agent::sync::{Profile, SyncContext};
 use idbridge_core::SystemClock;
-use idbridge_testkit::Lab;
 
 const USERS: usize = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dc_restart_during_an_import_is_survived() {
-    let lab = Lab::load().unwrap();
-    let mut test_ou = lab.test_ou("restart").await.unwrap();
-    let cloud = TestCloud::start("restart").await;
+    let (lab, mut test_ou, cloud) = common::lab_ou_and_cloud("restart").await;
     let ou = test_ou.dn.clone();
-    let mut ad = Ad {
-        ou: &mut test_ou,
-        realm: lab.ad.realm.to_lowercase(),
-    };
+    let mut ad = Ad::new(&lab, &mut test_ou);
     // Unique names: an aborted earlier run may have left its users behind.
     let prefix = format!("rs{}", &idbridge_testkit::unique_suffix()[..6]);
     ad.add_bulk_users(&ou, &prefix, USERS).await;

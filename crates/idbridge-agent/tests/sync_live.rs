@@ -32,14 +32,8 @@ fn sync_ext(user: &Value) -> &Value {
 }
 
 async fn scenario(store_url: Option<String>) {
-    let lab = Lab::load().unwrap();
-    let mut test_ou = lab.test_ou("sync").await.unwrap();
-    let cloud = TestCloud::start("sync").await;
-    let realm = lab.ad.realm.to_lowercase();
-    let mut ad = Ad {
-        ou: &mut test_ou,
-        realm,
-    };
+    let (lab, mut test_ou, cloud) = common::lab_ou_and_cloud("sync").await;
+    let mut ad = Ad::new(&lab, &mut test_ou);
     let inside = ad.add_ou("In").await;
     let outside = ad.add_ou("Out").await;
     let suffix = &idbridge_testkit::unique_suffix()[..6];
@@ -398,14 +392,8 @@ async fn ad_changes_reach_the_cloud_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contacts_reach_the_cloud_as_contacts() {
-    let lab = Lab::load().unwrap();
-    let mut test_ou = lab.test_ou("contacts").await.unwrap();
-    let cloud = TestCloud::start("contacts").await;
-    let realm = lab.ad.realm.to_lowercase();
-    let mut ad = Ad {
-        ou: &mut test_ou,
-        realm,
-    };
+    let (lab, mut test_ou, cloud) = common::lab_ou_and_cloud("contacts").await;
+    let mut ad = Ad::new(&lab, &mut test_ou);
     let ou = ad.ou.dn.clone();
     let suffix = &idbridge_testkit::unique_suffix()[..6];
     let partner = ad
@@ -556,14 +544,9 @@ async fn rule_errors_name_file_line_and_column() {
 async fn anchors_are_written_to_consistency_guid_when_asked() {
     // ms-DS-ConsistencyGuid's schemaIDGUID: the ACE lets the account write that one attribute.
     const WRITE_CONSISTENCY_GUID: &str = "(OA;CI;WP;23773dc2-b63a-11d2-90e1-00c04fd91ab1;;{sid})";
-    let lab = Lab::load().unwrap();
-    let mut test_ou = lab.test_ou("anchor").await.unwrap();
-    let cloud = TestCloud::start("anchor").await;
+    let (lab, mut test_ou, cloud) = common::lab_ou_and_cloud("anchor").await;
     let ou = test_ou.dn.clone();
-    let mut ad = Ad {
-        ou: &mut test_ou,
-        realm: lab.ad.realm.to_lowercase(),
-    };
+    let mut ad = Ad::new(&lab, &mut test_ou);
     let name = format!("cg{}", &idbridge_testkit::unique_suffix()[..6]);
     let dn = ad.add_user(&ou, &name, &[]).await;
     let config = cloud.agent_config(
@@ -634,14 +617,9 @@ async fn anchors_are_written_to_consistency_guid_when_asked() {
 async fn a_password_change_reports_the_account_to_hash_sync() {
     use idbridge_core::ObjectGuid;
     use std::sync::Mutex;
-    let lab = Lab::load().unwrap();
-    let mut test_ou = lab.test_ou("wake").await.unwrap();
-    let cloud = TestCloud::start("wake").await;
+    let (lab, mut test_ou, cloud) = common::lab_ou_and_cloud("wake").await;
     let ou = test_ou.dn.clone();
-    let mut ad = Ad {
-        ou: &mut test_ou,
-        realm: lab.ad.realm.to_lowercase(),
-    };
+    let mut ad = Ad::new(&lab, &mut test_ou);
     let dn = ad
         .add_user(
             &ou,
@@ -681,14 +659,8 @@ async fn a_password_change_reports_the_account_to_hash_sync() {
 /// and by the delta reads after a membership change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_larger_than_one_range_page_arrives_whole() {
-    let lab = Lab::load().unwrap();
-    let mut test_ou = lab.test_ou("ranges").await.unwrap();
-    let cloud = TestCloud::start("ranges").await;
-    let realm = lab.ad.realm.to_lowercase();
-    let mut ad = Ad {
-        ou: &mut test_ou,
-        realm,
-    };
+    let (lab, mut test_ou, cloud) = common::lab_ou_and_cloud("ranges").await;
+    let mut ad = Ad::new(&lab, &mut test_ou);
     let ou = ad.ou.dn.clone();
     let suffix = &idbridge_testkit::unique_suffix()[..6];
     let prefix = format!("rm{suffix}-");
@@ -805,14 +777,8 @@ impl ProgressSink for ImportSteps {
 /// USN applied is stored, so a restarted agent does the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_changes_is_read_page_by_page() {
-    let lab = Lab::load().unwrap();
-    let mut test_ou = lab.test_ou("backlog").await.unwrap();
-    let cloud = TestCloud::start("backlog").await;
-    let realm = lab.ad.realm.to_lowercase();
-    let mut ad = Ad {
-        ou: &mut test_ou,
-        realm,
-    };
+    let (lab, mut test_ou, cloud) = common::lab_ou_and_cloud("backlog").await;
+    let mut ad = Ad::new(&lab, &mut test_ou);
     let ou = ad.ou.dn.clone();
     let suffix = &idbridge_testkit::unique_suffix()[..6];
     ad.add_bulk_users(&ou, &format!("bl{suffix}-a"), 2).await;

@@ -86,10 +86,7 @@ async fn ad_objects_reach_a_third_party_scim_server() {
     let mut test_ou = lab.test_ou("scim3p").await.unwrap();
     let cloud = TestCloud::start("scim3p").await;
     let ou = test_ou.dn.clone();
-    let mut ad = Ad {
-        ou: &mut test_ou,
-        realm: lab.ad.realm.to_lowercase(),
-    };
+    let mut ad = Ad::new(&lab, &mut test_ou);
     let suffix = &idbridge_testkit::unique_suffix()[..6];
     let name = |n: &str| format!("{n}{suffix}");
     let una = ad

@@ -54,11 +54,7 @@ async fn cloud_password_operations_reach_active_directory() {
     let mut test_ou = lab.test_ou("writeback").await.unwrap();
     let mut cloud = TestCloud::start("writeback").await;
     let ou = test_ou.dn.clone();
-    let realm = lab.ad.realm.to_lowercase();
-    let mut ad = Ad {
-        ou: &mut test_ou,
-        realm,
-    };
+    let mut ad = Ad::new(&lab, &mut test_ou);
     let suffix = &idbridge_testkit::unique_suffix()[..6];
     let name = |n: &str| format!("{n}{suffix}");
     let pam = ad.add_user(&ou, &name("pam"), &[]).await;

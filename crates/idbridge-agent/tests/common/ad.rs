@@ -23,7 +23,15 @@ pub struct Ad<'a> {
     pub realm: String,
 }
 
-impl Ad<'_> {
+impl<'a> Ad<'a> {
+    /// Writes under `ou`, naming users in the lab's realm.
+    pub fn new(lab: &Lab, ou: &'a mut TestOu) -> Self {
+        Self {
+            ou,
+            realm: lab.ad.realm.to_lowercase(),
+        }
+    }
+
     pub fn upn(&self, name: &str) -> String {
         format!("{name}@{}", self.realm)
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use idbridge_agent::AgentConfig;
 use idbridge_cloud::{CloudConfig, Scope};
 use idbridge_core::{Secret, SystemClock};
-use idbridge_testkit::{unique_suffix, Lab};
+use idbridge_testkit::{unique_suffix, Lab, TestOu};
 
 pub struct TestCloud {
     pub url: String,
@@ -27,6 +27,14 @@ fn https_client(ca_cert_pem: &str) -> reqwest::Client {
         .add_root_certificate(reqwest::Certificate::from_pem(ca_cert_pem.as_bytes()).unwrap())
         .build()
         .unwrap()
+}
+
+/// What a live test starts from: the lab, an OU of its own under `OU=Tests`, and a new cloud.
+pub async fn lab_ou_and_cloud(label: &str) -> (Lab, TestOu, TestCloud) {
+    let lab = Lab::load().unwrap();
+    let test_ou = lab.test_ou(label).await.unwrap();
+    let cloud = TestCloud::start(label).await;
+    (lab, test_ou, cloud)
 }
 
 impl TestCloud {

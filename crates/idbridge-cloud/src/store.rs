@@ -837,11 +837,8 @@ mod tests {
 
     #[tokio::test]
     async fn lookups_use_their_index_on_sqlite() {
-        let dir = std::env::temp_dir().join(format!("idbridge-plan-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("cloud.db").display());
-        lookups_use_their_index(&Store::open(&Secret::new(url)).await.unwrap()).await;
-        std::fs::remove_dir_all(&dir).ok();
+        let db = idbridge_testkit::TestSqlite::create("plan").unwrap();
+        lookups_use_their_index(&Store::open(&Secret::new(db.url())).await.unwrap()).await;
     }
 
     #[tokio::test]

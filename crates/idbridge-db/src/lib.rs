@@ -209,15 +209,8 @@ mod tests {
     /// instead of failing with "database is locked".
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_writer_waits_out_a_write_lock_still_held_by_a_dropped_transaction() {
-        let file = std::env::temp_dir().join(format!(
-            "idbridge-db-{}-{}.sqlite",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let url = Secret::new(format!("sqlite://{}?mode=rwc", file.display()));
+        let file = idbridge_testkit::TestSqlite::create("db").unwrap();
+        let url = Secret::new(file.url());
         let db = Database::open(&url, &SCHEMA).await.unwrap();
         // The dropped transaction, slowed down: a connection holding the write lock a while.
         let mut lingering = db.pool().acquire().await.unwrap();
@@ -248,8 +241,5 @@ mod tests {
             .try_get("n")
             .unwrap();
         assert_eq!(rows, 1, "the committed row, not the rolled back one");
-        for suffix in ["", "-wal", "-shm"] {
-            std::fs::remove_file(format!("{}{suffix}", file.display())).ok();
-        }
     }
 }

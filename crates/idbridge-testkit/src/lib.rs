@@ -9,6 +9,33 @@ mod pg;
 pub use lab::{Lab, LabError, TestOu};
 pub use pg::{PgError, TestDatabase};
 
+/// A SQLite database in a directory of its own under the system's temporary directory; the
+/// directory goes when this is dropped.
+pub struct TestSqlite {
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+impl TestSqlite {
+    pub fn create(label: &str) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("idbridge-{label}-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir)?;
+        let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+        Ok(Self { dir, url })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for TestSqlite {
+    fn drop(&mut self) {
+        // A leftover temporary directory is harmless; a panic in a drop is not.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A short random suffix for names that must not collide between parallel tests.
 pub fn unique_suffix() -> String {
     uuid::Uuid::new_v4()

@@ -1194,14 +1194,8 @@ mod tests {
 
     #[tokio::test]
     async fn links_on_sqlite() {
-        let dir = std::env::temp_dir().join(format!(
-            "idbridge-links-{}",
-            idbridge_testkit::unique_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.join("sync.db").display());
-        links_are_indexed_and_filled_on_upgrade(Secret::new(url)).await;
-        std::fs::remove_dir_all(&dir).unwrap();
+        let db = idbridge_testkit::TestSqlite::create("links").unwrap();
+        links_are_indexed_and_filled_on_upgrade(Secret::new(db.url())).await;
     }
 
     #[tokio::test]

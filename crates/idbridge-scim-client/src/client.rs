@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use idbridge_core::Secret;
+use idbridge_scim::ResourceKind;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -59,23 +60,6 @@ impl ScimClientError {
         match self {
             Self::Scim { scim_type, .. } => scim_type.as_deref(),
             _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResourceType {
-    User,
-    Group,
-    Contact,
-}
-
-impl ResourceType {
-    fn endpoint(self) -> &'static str {
-        match self {
-            Self::User => "Users",
-            Self::Group => "Groups",
-            Self::Contact => "Contacts",
         }
     }
 }
@@ -166,16 +150,16 @@ pub struct BulkOperation {
 #[derive(Debug, Clone)]
 pub enum Write {
     Create {
-        kind: ResourceType,
+        kind: ResourceKind,
         body: Value,
     },
     Patch {
-        kind: ResourceType,
+        kind: ResourceKind,
         id: String,
         ops: Vec<PatchOp>,
     },
     Delete {
-        kind: ResourceType,
+        kind: ResourceKind,
         id: String,
     },
 }
@@ -183,21 +167,19 @@ pub enum Write {
 impl Write {
     fn bulk_operation(&self, bulk_id: String) -> BulkOperation {
         let (method, path, data) = match self {
-            Write::Create { kind, body } => (
-                Method::POST,
-                format!("/{}", kind.endpoint()),
-                Some(body.clone()),
-            ),
+            Write::Create { kind, body } => {
+                (Method::POST, kind.endpoint().to_owned(), Some(body.clone()))
+            }
             Write::Patch { kind, id, ops } => (
                 Method::PATCH,
-                format!("/{}/{id}", kind.endpoint()),
+                format!("{}/{id}", kind.endpoint()),
                 Some(json!({
                     "schemas": [PATCH_OP_SCHEMA],
                     "Operations": ops.iter().map(PatchOp::to_json).collect::<Vec<_>>(),
                 })),
             ),
             Write::Delete { kind, id } => {
-                (Method::DELETE, format!("/{}/{id}", kind.endpoint()), None)
+                (Method::DELETE, format!("{}/{id}", kind.endpoint()), None)
             }
         };
         BulkOperation {
@@ -316,11 +298,11 @@ impl ScimClient {
 
     pub async fn get(
         &self,
-        kind: ResourceType,
+        kind: ResourceKind,
         id: &str,
     ) -> Result<Option<Value>, ScimClientError> {
         match self
-            .request(Method::GET, &format!("/{}/{id}", kind.endpoint()), None)
+            .request(Method::GET, &format!("{}/{id}", kind.endpoint()), None)
             .await
         {
             Err(e) if e.status() == Some(404) => Ok(None),
@@ -331,7 +313,7 @@ impl ScimClient {
     /// The resources matching a filter (first page of up to `count`).
     pub async fn search(
         &self,
-        kind: ResourceType,
+        kind: ResourceKind,
         filter: &str,
         count: usize,
     ) -> Result<SearchPage, ScimClientError> {
@@ -343,7 +325,7 @@ impl ScimClient {
         let mut list = self
             .request(
                 Method::POST,
-                &format!("/{}/.search", kind.endpoint()),
+                &format!("{}/.search", kind.endpoint()),
                 Some(&body),
             )
             .await?
@@ -366,8 +348,8 @@ impl ScimClient {
         })
     }
 
-    pub async fn create(&self, kind: ResourceType, body: &Value) -> Result<Value, ScimClientError> {
-        let path = format!("/{}", kind.endpoint());
+    pub async fn create(&self, kind: ResourceKind, body: &Value) -> Result<Value, ScimClientError> {
+        let path = kind.endpoint().to_owned();
         self.request(Method::POST, &path, Some(body))
             .await?
             .ok_or_else(|| self.empty(Method::POST, &path))
@@ -376,7 +358,7 @@ impl ScimClient {
     /// Applies a PATCH; returns the resource when the server sends it (200), `None` on 204.
     pub async fn patch(
         &self,
-        kind: ResourceType,
+        kind: ResourceKind,
         id: &str,
         ops: &[PatchOp],
     ) -> Result<Option<Value>, ScimClientError> {
@@ -386,7 +368,7 @@ impl ScimClient {
         });
         self.request(
             Method::PATCH,
-            &format!("/{}/{id}", kind.endpoint()),
+            &format!("{}/{id}", kind.endpoint()),
             Some(&body),
         )
         .await
@@ -394,9 +376,9 @@ impl ScimClient {
 
     /// Deletes a resource. A resource that is already gone counts as deleted, so a repeated
     /// export of the same deletion is harmless.
-    pub async fn delete(&self, kind: ResourceType, id: &str) -> Result<(), ScimClientError> {
+    pub async fn delete(&self, kind: ResourceKind, id: &str) -> Result<(), ScimClientError> {
         match self
-            .request(Method::DELETE, &format!("/{}/{id}", kind.endpoint()), None)
+            .request(Method::DELETE, &format!("{}/{id}", kind.endpoint()), None)
             .await
         {
             Ok(_) => Ok(()),

@@ -10,8 +10,8 @@ mod filter;
 mod patch;
 
 pub use client::{
-    BulkLimits, BulkOperation, BulkResult, Capabilities, ResourceType, RetryPolicy, ScimClient,
-    ScimClientConfig, ScimClientError, SearchPage, Write, REQUESTS_IN_FLIGHT,
+    BulkLimits, BulkOperation, BulkResult, Capabilities, RetryPolicy, ScimClient, ScimClientConfig,
+    ScimClientError, SearchPage, Write, REQUESTS_IN_FLIGHT,
 };
 pub use filter::{eq_filter, or_filters, MAX_FILTER_BYTES, MAX_TERMS};
 pub use patch::{minimal_patch, PatchOp};

@@ -16,9 +16,8 @@ use idbridge_core::{AttrName, ObjectGuid};
 use idbridge_engine::{
     managed_attributes, resolve_references, unresolved_references, CloudKind, ScimDialect,
 };
-use idbridge_scim_client::{
-    minimal_patch, PatchOp, ResourceType, ScimClient, ScimClientError, Write,
-};
+use idbridge_scim::ResourceKind;
+use idbridge_scim_client::{minimal_patch, PatchOp, ScimClient, ScimClientError, Write};
 use serde_json::{json, Value};
 
 use self::matching::Matcher;
@@ -45,11 +44,12 @@ const EXPORT_CHUNK: usize = 100;
 /// chunk went at a time). Confirmations still commit in order.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-fn resource_type(kind: CloudKind) -> ResourceType {
+/// The SCIM resource type a metaverse object's kind exports to.
+fn resource_kind(kind: CloudKind) -> ResourceKind {
     match kind {
-        CloudKind::User => ResourceType::User,
-        CloudKind::Group => ResourceType::Group,
-        CloudKind::Contact => ResourceType::Contact,
+        CloudKind::User => ResourceKind::User,
+        CloudKind::Group => ResourceKind::Group,
+        CloudKind::Contact => ResourceKind::Contact,
     }
 }
 
@@ -595,7 +595,7 @@ impl SyncContext {
     /// What one pending export needs from the server when that takes no search; `None` for a
     /// provision, which [`match_provisions`] plans with the rest of its chunk.
     fn plan(&self, export: &PendingExport, joined: Option<&CloudObject>) -> Option<Plan> {
-        let kind = resource_type(export.kind);
+        let kind = resource_kind(export.kind);
         Some(match (export.action, joined) {
             (ExportAction::Deprovision, Some(cloud)) => {
                 let id = cloud.cloud_id.clone();
@@ -748,7 +748,7 @@ impl Planning<'_> {
         match self {
             Self::Decided(plan) => plan,
             Self::Matching(export) => Ok(Plan::Send(Write::Create {
-                kind: resource_type(export.kind),
+                kind: resource_kind(export.kind),
                 body: export.doc.clone(),
             })),
         }
@@ -771,7 +771,7 @@ fn patch_plan(export: &PendingExport, id: &str, current: &Value) -> Plan {
         return Plan::Confirmed(Some(id.to_owned()));
     }
     Plan::Send(Write::Patch {
-        kind: resource_type(export.kind),
+        kind: resource_kind(export.kind),
         id: id.to_owned(),
         ops,
     })

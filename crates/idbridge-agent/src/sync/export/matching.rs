@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use idbridge_engine::CloudKind;
-use idbridge_scim::{EqKey, ResourceKind};
+use idbridge_scim::EqKey;
 use idbridge_scim_client::{
     eq_filter, or_filters, ScimClient, ScimClientError, REQUESTS_IN_FLIGHT,
 };
 use serde_json::Value;
 
-use super::resource_type;
+use super::resource_kind;
 
 /// One search a provision needs: resources of a kind whose `path` equals `value`.
 pub(super) type Ask<'a> = (CloudKind, &'a str, &'a str);
@@ -73,7 +73,7 @@ impl<'c> Matcher<'c> {
         path: &str,
         values: &[&str],
     ) -> HashMap<String, Found> {
-        let key = EqKey::new(scim_kind(kind), path);
+        let key = EqKey::new(resource_kind(kind), path);
         let key = match key {
             Some(key) if values.len() > 1 && !self.or_refused.load(Ordering::Relaxed) => key,
             _ => return self.one_by_one(kind, path, values).await,
@@ -100,7 +100,7 @@ impl<'c> Matcher<'c> {
         let count = values.len().saturating_mul(2);
         match self
             .client
-            .search(resource_type(kind), &filter, count)
+            .search(resource_kind(kind), &filter, count)
             .await
         {
             Ok(page) if page.complete => match assign(key, &values, page.resources) {
@@ -135,7 +135,7 @@ impl<'c> Matcher<'c> {
         let searches = values.iter().map(|value| async move {
             let found = self
                 .client
-                .search(resource_type(kind), &eq_filter(path, value), 2)
+                .search(resource_kind(kind), &eq_filter(path, value), 2)
                 .await;
             (
                 (*value).to_owned(),
@@ -146,14 +146,6 @@ impl<'c> Matcher<'c> {
             .buffer_unordered(REQUESTS_IN_FLIGHT)
             .collect()
             .await
-    }
-}
-
-fn scim_kind(kind: CloudKind) -> ResourceKind {
-    match kind {
-        CloudKind::User => ResourceKind::User,
-        CloudKind::Group => ResourceKind::Group,
-        CloudKind::Contact => ResourceKind::Contact,
     }
 }
 
@@ -196,6 +188,7 @@ fn assign(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use idbridge_scim::ResourceKind;
     use serde_json::json;
 
     const ANCHOR: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User:immutableId";

@@ -21,6 +21,14 @@ fn lab() -> Result<Lab, String> {
     Lab::load().map_err(|e| e.to_string())
 }
 
+/// The lab, and an OU of the test's own under `OU=Tests`.
+#[allow(clippy::unwrap_used, clippy::panic)] // A test helper: failing loudly is the point.
+async fn lab_and_ou(label: &str) -> (Lab, TestOu) {
+    let lab = lab().unwrap();
+    let ou = lab.test_ou(label).await.unwrap_or_else(|e| panic!("{e}"));
+    (lab, ou)
+}
+
 fn expected_nt_hash(password: &str) -> [u8; 16] {
     let utf16: Vec<u8> = password.encode_utf16().flat_map(u16::to_le_bytes).collect();
     Md4::digest(&utf16).into()
@@ -143,8 +151,7 @@ async fn replicate(
 
 #[tokio::test]
 async fn replicated_nt_hash_matches_the_password_and_deltas_resume() {
-    let lab = lab().unwrap();
-    let mut ou = lab.test_ou("drs").await.unwrap_or_else(|e| panic!("{e}"));
+    let (lab, mut ou) = lab_and_ou("drs").await;
     let name = format!("drs-{}", idbridge_testkit::unique_suffix());
     // Non-ASCII (BMP) and non-BMP characters: UTF-16 surrogates must reach MD4 intact.
     let password = "P\u{e4}\u{df}w\u{f6}rd-\u{1F511}-Ok1";
@@ -247,11 +254,7 @@ async fn replicated_nt_hash_matches_the_password_and_deltas_resume() {
 
 #[tokio::test]
 async fn an_account_without_replication_rights_gets_a_clear_error() {
-    let lab = lab().unwrap();
-    let mut ou = lab
-        .test_ou("drs-denied")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (lab, mut ou) = lab_and_ou("drs-denied").await;
     let name = format!("plain-{}", idbridge_testkit::unique_suffix());
     let password = "Plain-user-Pass-1";
     let upn = add_user(&lab, &mut ou, &name, password).await.unwrap();
@@ -317,11 +320,7 @@ async fn read_entry(
 
 #[tokio::test]
 async fn a_single_object_is_replicated_by_guid() {
-    let lab = lab().unwrap();
-    let mut ou = lab
-        .test_ou("drs-object")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (lab, mut ou) = lab_and_ou("drs-object").await;
     let name = format!("obj-{}", idbridge_testkit::unique_suffix());
     let other = format!("{name}-b");
     add_user(&lab, &mut ou, &name, "First-pass-1!")
@@ -470,11 +469,7 @@ async fn replicated_hash(client: &mut DrsClient, nc: &str, name: &str) -> Result
 
 #[tokio::test]
 async fn kerberos_replication_decrypts_the_same_nt_hash_as_ntlm() {
-    let lab = lab().unwrap();
-    let mut ou = lab
-        .test_ou("drs-krb")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (lab, mut ou) = lab_and_ou("drs-krb").await;
     let name = format!("krb-{}", idbridge_testkit::unique_suffix());
     let password = "Kerb\u{e9}ros-\u{1F511}-Pass1";
     add_user(&lab, &mut ou, &name, password).await.unwrap();
@@ -553,11 +548,7 @@ async fn kerberos_replication_decrypts_the_same_nt_hash_as_ntlm() {
 
 #[tokio::test]
 async fn a_wrong_password_fails_kerberos_without_trying_ntlm() {
-    let lab = lab().unwrap();
-    let mut ou = lab
-        .test_ou("drs-krb-pw")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (lab, mut ou) = lab_and_ou("drs-krb-pw").await;
     // A user of its own: wrong passwords count towards the lab's lockout threshold.
     let name = format!("krbpw-{}", idbridge_testkit::unique_suffix());
     let upn = add_user(&lab, &mut ou, &name, "Right-Pass-1")
@@ -598,11 +589,7 @@ async fn a_wrong_password_fails_kerberos_without_trying_ntlm() {
 
 #[tokio::test]
 async fn an_unreachable_kdc_falls_back_to_ntlm_under_negotiate() {
-    let lab = lab().unwrap();
-    let mut ou = lab
-        .test_ou("drs-krb-nokdc")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (lab, mut ou) = lab_and_ou("drs-krb-nokdc").await;
     let name = format!("nokdc-{}", idbridge_testkit::unique_suffix());
     let password = "No-KDC-Pass-1";
     add_user(&lab, &mut ou, &name, password).await.unwrap();

@@ -86,6 +86,28 @@ async fn set_password(ou: &mut TestOu, name: &str, password: &str) -> Result<(),
 /// The NT hash Samba itself holds for the account: `samba-tool user getpassword
 /// --attributes=unicodePwd` on the DC's database. The lab's `smb.conf` is passed because the
 /// system one, if any, describes another server.
+/// The replicated NT hash of `account` (`name`): MD4 of `password`, and the hash Samba holds.
+#[allow(clippy::expect_used, clippy::unwrap_used)] // A test helper: failing loudly is the point.
+fn assert_replicated_hash<'a>(
+    lab: &Lab,
+    account: &'a ReplicatedAccount,
+    name: &str,
+    password: &str,
+) -> &'a [u8; 16] {
+    let nt = account
+        .nt_hash
+        .as_ref()
+        .expect("unicodePwd replicated")
+        .as_bytes();
+    assert_eq!(nt, &expected_nt_hash(password));
+    assert_eq!(
+        nt,
+        &samba_tool_nt_hash(lab, name).unwrap(),
+        "the hash Samba holds"
+    );
+    nt
+}
+
 fn samba_tool_nt_hash(lab: &Lab, sam_account_name: &str) -> Result<[u8; 16], String> {
     use base64::Engine as _;
     let out = std::process::Command::new("samba-tool")
@@ -171,16 +193,10 @@ async fn replicated_nt_hash_matches_the_password_and_deltas_resume() {
     let [account] = found.as_slice() else {
         panic!("expected the test user once, got {found:?}");
     };
-    let nt = account.nt_hash.as_ref().expect("unicodePwd replicated");
-    assert_eq!(nt.as_bytes(), &expected_nt_hash(password));
-    assert_eq!(
-        nt.as_bytes(),
-        &samba_tool_nt_hash(&lab, &name).unwrap(),
-        "the hash Samba holds"
-    );
+    let nt = assert_replicated_hash(&lab, account, &name, password);
     assert_eq!(account.user_account_control, Some(512));
     assert!(account.sid.as_ref().and_then(|s| s.rid()).is_some());
-    assert!(!format!("{account:?}").contains(&hex::encode(nt.as_bytes())));
+    assert!(!format!("{account:?}").contains(&hex::encode(nt)));
     let guid = account.object_guid;
     // Every account with a password comes along, the service account's own included.
     assert!(all
@@ -234,16 +250,7 @@ async fn replicated_nt_hash_matches_the_password_and_deltas_resume() {
     let [changed] = changed.as_slice() else {
         panic!("expected the user once in the delta, got {delta:?}");
     };
-    let new_hash = changed
-        .nt_hash
-        .as_ref()
-        .expect("the new unicodePwd replicated");
-    assert_eq!(new_hash.as_bytes(), &expected_nt_hash(new_password));
-    assert_eq!(
-        new_hash.as_bytes(),
-        &samba_tool_nt_hash(&lab, &name).unwrap(),
-        "the hash Samba holds after the change"
-    );
+    assert_replicated_hash(&lab, changed, &name, new_password);
 
     client
         .unbind()
@@ -357,13 +364,7 @@ async fn a_single_object_is_replicated_by_guid() {
     // No watermark was sent: every requested attribute comes, not only the changed ones.
     assert_eq!(account.sam_account_name.as_deref(), Some(name.as_str()));
     assert_eq!(account.user_account_control, Some(512));
-    let nt = account.nt_hash.as_ref().expect("unicodePwd replicated");
-    assert_eq!(nt.as_bytes(), &expected_nt_hash(password));
-    assert_eq!(
-        nt.as_bytes(),
-        &samba_tool_nt_hash(&lab, &name).unwrap(),
-        "the hash Samba holds"
-    );
+    assert_replicated_hash(&lab, account, &name, password);
 
     // The same connection serves further requests, each standing alone: another object, then
     // the first again.

@@ -332,6 +332,7 @@ impl SyncContext {
         let mut tx = self.store.begin().await?;
         let held = tx.stored_ad_objects(&guid_refs).await?;
         let mut unchanged = Vec::new();
+        let mut changed = Vec::new();
         for (object, guid) in objects.iter().zip(guid_refs) {
             match held.get(guid) {
                 Some(held) if held.holds(object) => unchanged.push(guid),
@@ -340,10 +341,11 @@ impl SyncContext {
                     if old_dn.is_some_and(|old| self.is_rename_in_scope(&old, &object.dn)) {
                         counts.renames += 1;
                     }
-                    tx.put_ad_object(object, generation).await?;
+                    changed.push(object);
                 }
             }
         }
+        tx.put_ad_objects(&changed, generation).await?;
         tx.touch_ad_objects(&unchanged, generation).await?;
         tx.commit().await?;
         Ok(())

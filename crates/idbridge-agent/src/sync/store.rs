@@ -327,9 +327,11 @@ impl SyncStore {
             };
             after = last.try_get("guid")?;
             let mut tx = self.begin().await?;
-            for row in &page {
-                tx.put_links(&parse_ad_object(row)?).await?;
-            }
+            let objects = page
+                .iter()
+                .map(parse_ad_object)
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.put_links(&objects.iter().collect::<Vec<_>>()).await?;
             tx.commit().await?;
         }
         let mut tx = self.begin().await?;
@@ -763,46 +765,76 @@ impl Tx {
         object: &AdObject,
         generation: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO ad_objects (guid, dn, dn_key, class, attrs, deleted, pending_sync, import_generation) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7) \
-             ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, dn_key = excluded.dn_key, \
-             class = excluded.class, attrs = excluded.attrs, deleted = excluded.deleted, \
-             pending_sync = 1, import_generation = excluded.import_generation",
-        )
-        .bind(object.guid.to_string())
-        .bind(object.dn.to_string())
-        .bind(object.dn.normalized())
-        .bind(&object.class)
-        .bind(object.encode_attrs().to_string())
-        .bind(i64::from(object.deleted))
-        .bind(generation)
-        .execute(self.tx.conn())
-        .await?;
-        self.put_links(object).await
+        self.put_ad_objects(&[object], generation).await
     }
 
-    /// Replaces the recorded links of `object` by the ones it holds now.
-    async fn put_links(&mut self, object: &AdObject) -> Result<(), StoreError> {
-        let source = object.guid.to_string();
-        sqlx::query("DELETE FROM ad_links WHERE source = $1")
-            .bind(&source)
-            .execute(self.tx.conn())
-            .await?;
-        let targets: Vec<String> = object.link_targets().into_iter().collect();
-        // Two parameters per row.
-        for chunk in targets.chunks(IN_LIST_MAX / 2) {
-            let rows = (0..chunk.len())
-                .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-                .collect::<Vec<_>>()
-                .join(", ");
-            // Two processes filling the index of an upgraded store at once write the same rows.
+    /// Stores imported objects, marked for sync, with their links, in as few statements as the
+    /// bind limit allows (a page of a full import costs a handful, not three per object).
+    pub async fn put_ad_objects(
+        &mut self,
+        objects: &[&AdObject],
+        generation: i64,
+    ) -> Result<(), StoreError> {
+        const COLUMNS: usize = 7;
+        for chunk in objects.chunks(IN_LIST_MAX / COLUMNS) {
             let sql = format!(
-                "INSERT INTO ad_links (source, target) VALUES {rows} ON CONFLICT DO NOTHING"
+                // pending_sync defaults to 1.
+                "INSERT INTO ad_objects (guid, dn, dn_key, class, attrs, deleted, import_generation) \
+                 VALUES {} \
+                 ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, dn_key = excluded.dn_key, \
+                 class = excluded.class, attrs = excluded.attrs, deleted = excluded.deleted, \
+                 pending_sync = 1, import_generation = excluded.import_generation",
+                rows_sql(COLUMNS, chunk.len())
             );
             let mut query = sqlx::query(&sql);
-            for target in chunk {
-                query = query.bind(&source).bind(target);
+            for object in chunk {
+                query = query
+                    .bind(object.guid.to_string())
+                    .bind(object.dn.to_string())
+                    .bind(object.dn.normalized())
+                    .bind(&object.class)
+                    .bind(object.encode_attrs().to_string())
+                    .bind(i64::from(object.deleted))
+                    .bind(generation);
+            }
+            query.execute(self.tx.conn()).await?;
+        }
+        self.put_links(objects).await
+    }
+
+    /// Replaces the recorded links of `objects` by the ones they hold now.
+    async fn put_links(&mut self, objects: &[&AdObject]) -> Result<(), StoreError> {
+        let sources: Vec<String> = objects.iter().map(|o| o.guid.to_string()).collect();
+        let source_refs: Vec<&str> = sources.iter().map(String::as_str).collect();
+        for chunk in source_refs.chunks(IN_LIST_MAX) {
+            let sql = format!(
+                "DELETE FROM ad_links WHERE source IN ({})",
+                in_list(chunk.len())
+            );
+            bind_all(sqlx::query(&sql), chunk)
+                .execute(self.tx.conn())
+                .await?;
+        }
+        let links: Vec<(&str, String)> = objects
+            .iter()
+            .zip(&source_refs)
+            .flat_map(|(object, source)| {
+                object
+                    .link_targets()
+                    .into_iter()
+                    .map(move |target| (*source, target))
+            })
+            .collect();
+        const COLUMNS: usize = 2;
+        for chunk in links.chunks(IN_LIST_MAX / COLUMNS) {
+            // Two processes filling the index of an upgraded store at once write the same rows.
+            let sql = format!(
+                "INSERT INTO ad_links (source, target) VALUES {} ON CONFLICT DO NOTHING",
+                rows_sql(COLUMNS, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for (source, target) in chunk {
+                query = query.bind(*source).bind(target);
             }
             query.execute(self.tx.conn()).await?;
         }
@@ -952,9 +984,11 @@ impl Tx {
         unresolved: bool,
     ) -> Result<(), StoreError> {
         for chunk in guids.chunks(IN_LIST_MAX) {
+            // Rows already holding the value are left alone: a rewritten row is a dirty page.
+            let value = i64::from(unresolved);
             let sql = format!(
-                "UPDATE ad_objects SET unresolved_refs = {} WHERE guid IN ({})",
-                i64::from(unresolved),
+                "UPDATE ad_objects SET unresolved_refs = {value} \
+                 WHERE unresolved_refs <> {value} AND guid IN ({})",
                 in_list(chunk.len())
             );
             bind_all(sqlx::query(&sql), chunk)
@@ -972,14 +1006,17 @@ impl Tx {
         Ok(done.rows_affected())
     }
 
-    /// Writes the metaverse rows of a batch in as few statements as the bind limit allows.
+    /// Writes the metaverse rows of a batch in as few statements as the bind limit allows;
+    /// rows that hold the same values already are not rewritten (a full sync's usual case).
     pub async fn put_metaverse(&mut self, rows: &[MetaverseRow]) -> Result<(), StoreError> {
         const COLUMNS: usize = 4;
         for chunk in rows.chunks(IN_LIST_MAX / COLUMNS) {
             let sql = format!(
                 "INSERT INTO metaverse (guid, mv_type, anchor, attrs) VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET mv_type = excluded.mv_type, \
-                 anchor = excluded.anchor, attrs = excluded.attrs",
+                 anchor = excluded.anchor, attrs = excluded.attrs \
+                 WHERE metaverse.attrs <> excluded.attrs OR metaverse.anchor <> excluded.anchor \
+                 OR metaverse.mv_type <> excluded.mv_type",
                 rows_sql(COLUMNS, chunk.len())
             );
             let mut query = sqlx::query(&sql);

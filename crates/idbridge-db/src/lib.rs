@@ -84,14 +84,15 @@ impl Database {
         let options = match backend {
             Backend::Sqlite => options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    // A page cache of 32 MiB instead of 2: a batch of 500 objects with random
-                    // GUIDs dirties about as many pages of one table, which spilled from the
-                    // default cache into the WAL before commit and were read back again. A WAL
-                    // of 32 MiB instead of 4 before it is copied into the database: a page
-                    // written by many transactions is copied once.
+                    // A page cache of 16 MiB per connection instead of 2: a batch of 500
+                    // objects with random GUIDs dirties about as many pages of one table, which
+                    // spilled from the default cache and were read back again (a full sync at
+                    // 100k: see BENCHMARKS.md; 32 MiB cost the agent's 500 MB budget). A WAL of
+                    // 32 MiB instead of 4 before it is copied into the database: a page written
+                    // by many transactions is copied once.
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -32768; \
+                         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384; \
                          PRAGMA wal_autocheckpoint = 8192;",
                     )
                     .await?;

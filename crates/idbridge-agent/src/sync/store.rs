@@ -1229,6 +1229,58 @@ mod tests {
         tx.commit().await.unwrap();
     }
 
+    /// More objects than one statement holds: every row and link lands, and writing a page again
+    /// replaces the links of exactly its objects.
+    async fn a_page_is_written_in_chunks(url: Secret) {
+        let team = Dn::parse("CN=Team,DC=lab").unwrap();
+        let groups: Vec<AdObject> = (0..150u8)
+            .map(|i| object(i, &format!("CN=G{i},DC=lab"), &["CN=Team,DC=lab"]))
+            .collect();
+        let store = SyncStore::open(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.put_ad_objects(&groups.iter().collect::<Vec<_>>(), 7)
+            .await
+            .unwrap();
+        assert_eq!(tx.linking_to(team.normalized()).await.unwrap().len(), 150);
+        let emptied: Vec<AdObject> = (0..100u8)
+            .map(|i| object(i, &format!("CN=G{i},DC=lab"), &[]))
+            .collect();
+        tx.put_ad_objects(&emptied.iter().collect::<Vec<_>>(), 8)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.linking_to(team.normalized()).await.unwrap().len(), 50);
+        tx.commit().await.unwrap();
+        assert_eq!(store.pending_sync_count().await.unwrap(), 150);
+        let g149 = ObjectGuid::from_bytes(&[149; 16]).unwrap().to_string();
+        assert_eq!(
+            store
+                .ad_object(&g149)
+                .await
+                .unwrap()
+                .unwrap()
+                .dn
+                .to_string(),
+            "CN=G149,DC=lab"
+        );
+    }
+
+    #[tokio::test]
+    async fn pages_on_sqlite() {
+        let db = idbridge_testkit::TestSqlite::create("pages").unwrap();
+        a_page_is_written_in_chunks(Secret::new(db.url())).await;
+    }
+
+    #[tokio::test]
+    async fn pages_on_postgres() {
+        let db = idbridge_testkit::TestDatabase::create("pages")
+            .await
+            .unwrap();
+        a_page_is_written_in_chunks(Secret::new(db.url().to_owned())).await;
+        db.drop_database().await.unwrap();
+    }
+
     #[tokio::test]
     async fn links_on_sqlite() {
         let db = idbridge_testkit::TestSqlite::create("links").unwrap();

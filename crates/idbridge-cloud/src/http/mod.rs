@@ -75,9 +75,8 @@ pub async fn start(
     let addr = listener.local_addr().map_err(crate::ServeError::Io)?;
     let config = tls::rustls_config(tls)?;
     let handle = axum_server::Handle::new();
-    // Without TCP_NODELAY, the last segment of a response waits for the client's delayed ACK
-    // (40 ms on Linux) whenever the one before it is unacknowledged: the export's requests
-    // stalled so, and agent and cloud took turns on the CPU instead of working side by side.
+    // TCP_NODELAY, as axum's own `serve` sets it: without it, a response's last small segment
+    // may wait for the client's delayed ACK of the one before (up to 40 ms on Linux).
     let acceptor = RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
     let server = axum_server::from_tcp(listener)
         .acceptor(acceptor)

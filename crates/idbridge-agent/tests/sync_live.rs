@@ -385,9 +385,9 @@ async fn ad_changes_reach_the_cloud_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ad_changes_reach_the_cloud_postgres() {
-    let db = TestDatabase::create("agent_sync").await.unwrap();
-    scenario(Some(db.url().to_owned())).await;
-    db.drop_database().await.unwrap();
+    TestDatabase::run("agent_sync", async |url| scenario(Some(url)).await)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -843,10 +843,10 @@ mod tests {
 
     #[tokio::test]
     async fn lookups_use_their_index_on_postgres() {
-        let db = idbridge_testkit::TestDatabase::create("plan")
-            .await
-            .unwrap();
-        lookups_use_their_index(&Store::open(&Secret::new(db.url())).await.unwrap()).await;
-        db.drop_database().await.unwrap();
+        idbridge_testkit::TestDatabase::run("plan", async |url| {
+            lookups_use_their_index(&Store::open(&Secret::new(url)).await.unwrap()).await
+        })
+        .await
+        .unwrap();
     }
 }

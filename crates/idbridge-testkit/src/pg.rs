@@ -59,6 +59,13 @@ impl TestDatabase {
         &self.url
     }
 
+    /// Runs `test` with the URL of a database of its own, then drops the database.
+    pub async fn run(label: &str, test: impl AsyncFnOnce(String)) -> Result<(), PgError> {
+        let db = Self::create(label).await?;
+        test(db.url.clone()).await;
+        db.drop_database().await
+    }
+
     pub async fn drop_database(self) -> Result<(), PgError> {
         execute(
             &self.admin_url,

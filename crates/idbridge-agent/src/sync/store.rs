@@ -1274,11 +1274,11 @@ mod tests {
 
     #[tokio::test]
     async fn pages_on_postgres() {
-        let db = idbridge_testkit::TestDatabase::create("pages")
-            .await
-            .unwrap();
-        a_page_is_written_in_chunks(Secret::new(db.url().to_owned())).await;
-        db.drop_database().await.unwrap();
+        idbridge_testkit::TestDatabase::run("pages", async |url| {
+            a_page_is_written_in_chunks(Secret::new(url)).await
+        })
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
@@ -1289,10 +1289,10 @@ mod tests {
 
     #[tokio::test]
     async fn links_on_postgres() {
-        let db = idbridge_testkit::TestDatabase::create("links")
-            .await
-            .unwrap();
-        links_are_indexed_and_filled_on_upgrade(Secret::new(db.url().to_owned())).await;
-        db.drop_database().await.unwrap();
+        idbridge_testkit::TestDatabase::run("links", async |url| {
+            links_are_indexed_and_filled_on_upgrade(Secret::new(url)).await
+        })
+        .await
+        .unwrap();
     }
 }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use idbridge_core::{Dn, ObjectGuid, Secret};
-use idbridge_db::{Database, DbError, DbTx, Schema};
+use idbridge_db::{params, value_rows, Database, DbError, DbTx, Schema, PARAMS_MAX};
 use idbridge_engine::{decode_values, AdObject, CloudKind};
 use serde::Serialize;
 use serde_json::Value;
@@ -233,30 +233,6 @@ impl PendingCursor {
 /// Objects per transaction when `ad_links` is filled on upgrade.
 const LINK_INDEX_PAGE: i64 = 1_000;
 
-/// Values per `IN (...)` list: well below SQLite's and PostgreSQL's bind-parameter limits.
-const IN_LIST_MAX: usize = 500;
-
-/// `$1, $2, ... $n`.
-fn in_list(n: usize) -> String {
-    in_list_from(1, n)
-}
-
-/// `$first, ... $(first + n - 1)`: an `IN` list after `first - 1` other parameters.
-fn in_list_from(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, .. $columns), ($columns+1, ..), ...`: `rows` rows of a multi-row `VALUES`.
-fn rows_sql(columns: usize, rows: usize) -> String {
-    (0..rows)
-        .map(|row| format!("({})", in_list_from(row * columns + 1, columns)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn bind_all<'q>(
     mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
     values: &[&'q str],
@@ -451,11 +427,11 @@ impl SyncStore {
     ) -> Result<HashMap<String, String>, StoreError> {
         let keys: Vec<&str> = dn_keys.iter().map(String::as_str).collect();
         let mut ids = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(IN_LIST_MAX) {
+        for chunk in keys.chunks(PARAMS_MAX) {
             let sql = format!(
                 "SELECT a.dn_key, c.cloud_id FROM ad_objects a JOIN cloud_objects c \
                  ON a.guid = c.guid WHERE a.dn_key IN ({})",
-                in_list(chunk.len())
+                params(1, chunk.len())
             );
             for row in bind_all(sqlx::query(&sql), chunk)
                 .fetch_all(self.db.pool())
@@ -473,10 +449,10 @@ impl SyncStore {
         guids: &[&str],
     ) -> Result<HashMap<String, CloudObject>, StoreError> {
         let mut found = HashMap::with_capacity(guids.len());
-        for chunk in guids.chunks(IN_LIST_MAX) {
+        for chunk in guids.chunks(PARAMS_MAX) {
             let sql = format!(
                 "SELECT guid, kind, cloud_id, anchor, doc FROM cloud_objects WHERE guid IN ({})",
-                in_list(chunk.len())
+                params(1, chunk.len())
             );
             for row in bind_all(sqlx::query(&sql), chunk)
                 .fetch_all(self.db.pool())
@@ -540,10 +516,10 @@ impl SyncStore {
         guids: &[&str],
     ) -> Result<Vec<PendingExport>, StoreError> {
         let mut found = Vec::with_capacity(guids.len());
-        for chunk in guids.chunks(IN_LIST_MAX) {
+        for chunk in guids.chunks(PARAMS_MAX) {
             let sql = format!(
                 "{PENDING_SELECT} WHERE guid IN ({}) ORDER BY kind DESC, guid",
-                in_list(chunk.len())
+                params(1, chunk.len())
             );
             for row in bind_all(sqlx::query(&sql), chunk)
                 .fetch_all(self.db.pool())
@@ -776,7 +752,7 @@ impl Tx {
         generation: i64,
     ) -> Result<(), StoreError> {
         const COLUMNS: usize = 7;
-        for chunk in objects.chunks(IN_LIST_MAX / COLUMNS) {
+        for chunk in objects.chunks(PARAMS_MAX / COLUMNS) {
             let sql = format!(
                 // pending_sync defaults to 1.
                 "INSERT INTO ad_objects (guid, dn, dn_key, class, attrs, deleted, import_generation) \
@@ -784,7 +760,7 @@ impl Tx {
                  ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, dn_key = excluded.dn_key, \
                  class = excluded.class, attrs = excluded.attrs, deleted = excluded.deleted, \
                  pending_sync = 1, import_generation = excluded.import_generation",
-                rows_sql(COLUMNS, chunk.len())
+                value_rows(COLUMNS, chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for object in chunk {
@@ -806,10 +782,10 @@ impl Tx {
     async fn put_links(&mut self, objects: &[&AdObject]) -> Result<(), StoreError> {
         let sources: Vec<String> = objects.iter().map(|o| o.guid.to_string()).collect();
         let source_refs: Vec<&str> = sources.iter().map(String::as_str).collect();
-        for chunk in source_refs.chunks(IN_LIST_MAX) {
+        for chunk in source_refs.chunks(PARAMS_MAX) {
             let sql = format!(
                 "DELETE FROM ad_links WHERE source IN ({})",
-                in_list(chunk.len())
+                params(1, chunk.len())
             );
             bind_all(sqlx::query(&sql), chunk)
                 .execute(self.tx.conn())
@@ -826,11 +802,11 @@ impl Tx {
             })
             .collect();
         const COLUMNS: usize = 2;
-        for chunk in links.chunks(IN_LIST_MAX / COLUMNS) {
+        for chunk in links.chunks(PARAMS_MAX / COLUMNS) {
             // Two processes filling the index of an upgraded store at once write the same rows.
             let sql = format!(
                 "INSERT INTO ad_links (source, target) VALUES {} ON CONFLICT DO NOTHING",
-                rows_sql(COLUMNS, chunk.len())
+                value_rows(COLUMNS, chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for (source, target) in chunk {
@@ -861,10 +837,10 @@ impl Tx {
         guids: &[&str],
         generation: i64,
     ) -> Result<(), StoreError> {
-        for chunk in guids.chunks(IN_LIST_MAX) {
+        for chunk in guids.chunks(PARAMS_MAX) {
             let sql = format!(
                 "UPDATE ad_objects SET import_generation = $1 WHERE guid IN ({})",
-                in_list_from(2, chunk.len())
+                params(2, chunk.len())
             );
             bind_all(sqlx::query(&sql).bind(generation), chunk)
                 .execute(self.tx.conn())
@@ -880,10 +856,10 @@ impl Tx {
         guids: &[&str],
     ) -> Result<HashMap<String, StoredAdObject>, StoreError> {
         let mut found = HashMap::with_capacity(guids.len());
-        for chunk in guids.chunks(IN_LIST_MAX) {
+        for chunk in guids.chunks(PARAMS_MAX) {
             let sql = format!(
                 "SELECT guid, dn, class, attrs, deleted FROM ad_objects WHERE guid IN ({})",
-                in_list(chunk.len())
+                params(1, chunk.len())
             );
             for row in bind_all(sqlx::query(&sql), chunk)
                 .fetch_all(self.tx.conn())
@@ -932,10 +908,10 @@ impl Tx {
 
     /// Marks these objects synchronized.
     pub async fn clear_pending(&mut self, guids: &[&str]) -> Result<(), StoreError> {
-        for chunk in guids.chunks(IN_LIST_MAX) {
+        for chunk in guids.chunks(PARAMS_MAX) {
             let sql = format!(
                 "UPDATE ad_objects SET pending_sync = 0 WHERE guid IN ({})",
-                in_list(chunk.len())
+                params(1, chunk.len())
             );
             bind_all(sqlx::query(&sql), chunk)
                 .execute(self.tx.conn())
@@ -946,10 +922,10 @@ impl Tx {
 
     /// Clears the recorded errors of these objects.
     pub async fn clear_errors(&mut self, guids: &[&str]) -> Result<(), StoreError> {
-        for chunk in guids.chunks(IN_LIST_MAX) {
+        for chunk in guids.chunks(PARAMS_MAX) {
             let sql = format!(
                 "DELETE FROM object_errors WHERE guid IN ({})",
-                in_list(chunk.len())
+                params(1, chunk.len())
             );
             bind_all(sqlx::query(&sql), chunk)
                 .execute(self.tx.conn())
@@ -983,13 +959,13 @@ impl Tx {
         guids: &[&str],
         unresolved: bool,
     ) -> Result<(), StoreError> {
-        for chunk in guids.chunks(IN_LIST_MAX) {
+        for chunk in guids.chunks(PARAMS_MAX) {
             // Rows already holding the value are left alone: a rewritten row is a dirty page.
             let value = i64::from(unresolved);
             let sql = format!(
                 "UPDATE ad_objects SET unresolved_refs = {value} \
                  WHERE unresolved_refs <> {value} AND guid IN ({})",
-                in_list(chunk.len())
+                params(1, chunk.len())
             );
             bind_all(sqlx::query(&sql), chunk)
                 .execute(self.tx.conn())
@@ -1010,14 +986,14 @@ impl Tx {
     /// rows that hold the same values already are not rewritten (a full sync's usual case).
     pub async fn put_metaverse(&mut self, rows: &[MetaverseRow]) -> Result<(), StoreError> {
         const COLUMNS: usize = 4;
-        for chunk in rows.chunks(IN_LIST_MAX / COLUMNS) {
+        for chunk in rows.chunks(PARAMS_MAX / COLUMNS) {
             let sql = format!(
                 "INSERT INTO metaverse (guid, mv_type, anchor, attrs) VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET mv_type = excluded.mv_type, \
                  anchor = excluded.anchor, attrs = excluded.attrs \
                  WHERE metaverse.attrs <> excluded.attrs OR metaverse.anchor <> excluded.anchor \
                  OR metaverse.mv_type <> excluded.mv_type",
-                rows_sql(COLUMNS, chunk.len())
+                value_rows(COLUMNS, chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for row in chunk {
@@ -1042,14 +1018,14 @@ impl Tx {
         exports: &[PendingExport],
     ) -> Result<(), StoreError> {
         const COLUMNS: usize = 8;
-        for chunk in exports.chunks(IN_LIST_MAX / COLUMNS) {
+        for chunk in exports.chunks(PARAMS_MAX / COLUMNS) {
             let sql = format!(
                 "INSERT INTO pending_exports (guid, dn, kind, action, anchor, doc, join_keys, unresolved) \
                  VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, kind = excluded.kind, \
                  action = excluded.action, anchor = excluded.anchor, doc = excluded.doc, \
                  join_keys = excluded.join_keys, unresolved = excluded.unresolved",
-                rows_sql(COLUMNS, chunk.len())
+                value_rows(COLUMNS, chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for export in chunk {
@@ -1073,10 +1049,10 @@ impl Tx {
     }
 
     pub async fn delete_pending_exports(&mut self, guids: &[&str]) -> Result<(), StoreError> {
-        for chunk in guids.chunks(IN_LIST_MAX) {
+        for chunk in guids.chunks(PARAMS_MAX) {
             let sql = format!(
                 "DELETE FROM pending_exports WHERE guid IN ({})",
-                in_list(chunk.len())
+                params(1, chunk.len())
             );
             bind_all(sqlx::query(&sql), chunk)
                 .execute(self.tx.conn())
@@ -1092,12 +1068,12 @@ impl Tx {
     /// Writes cloud objects in as few statements as the bind limit allows.
     pub async fn put_cloud_objects(&mut self, objects: &[CloudObject]) -> Result<(), StoreError> {
         const COLUMNS: usize = 5;
-        for chunk in objects.chunks(IN_LIST_MAX / COLUMNS) {
+        for chunk in objects.chunks(PARAMS_MAX / COLUMNS) {
             let sql = format!(
                 "INSERT INTO cloud_objects (guid, kind, cloud_id, anchor, doc) VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET kind = excluded.kind, \
                  cloud_id = excluded.cloud_id, anchor = excluded.anchor, doc = excluded.doc",
-                rows_sql(COLUMNS, chunk.len())
+                value_rows(COLUMNS, chunk.len())
             );
             let mut query = sqlx::query(&sql);
             for object in chunk {
@@ -1159,13 +1135,6 @@ mod tests {
     use idbridge_rules::Value as AttrValue;
 
     use super::*;
-
-    #[test]
-    fn placeholders_number_on_from_where_they_start() {
-        assert_eq!(in_list(3), "$1, $2, $3");
-        assert_eq!(in_list_from(2, 2), "$2, $3");
-        assert_eq!(rows_sql(2, 2), "($1, $2), ($3, $4)");
-    }
 
     fn object(guid: u8, dn: &str, members: &[&str]) -> AdObject {
         let mut attrs = idbridge_engine::Attributes::new();

@@ -1,5 +1,7 @@
 //! The cloud's tables and queries, on SQLite or PostgreSQL (see `idbridge-db`).
 
+use std::collections::HashMap;
+
 use idbridge_core::Secret;
 pub use idbridge_db::Backend;
 use idbridge_db::{Database, DbError, DbTx, Schema};
@@ -61,6 +63,13 @@ pub struct Store {
 /// A write transaction (holding SQLite's writer lock for its lifetime).
 pub struct Tx {
     tx: DbTx,
+    /// Audit entries, written at commit in a few multi-row statements: each statement is a
+    /// round trip to SQLite's thread or PostgreSQL's server, and a Bulk request of 100
+    /// creates would otherwise make 100 of them for the audit alone.
+    audit: Vec<OwnedAuditEntry>,
+    /// The open savepoints and how many audit entries preceded each, so a rollback to one also
+    /// drops the entries of the work it undid.
+    savepoints: Vec<(String, usize)>,
 }
 
 /// A resource row: the canonical SCIM document (without `meta`) and its bookkeeping.
@@ -100,6 +109,16 @@ pub struct SigninState {
     pub failures: i64,
     pub window_start: i64,
     pub locked_until: i64,
+}
+
+/// A user's password, lockout and licenses, as listings show them.
+#[derive(Default)]
+pub struct AccountSummary {
+    pub has_password: bool,
+    pub must_change_password: bool,
+    /// Epoch milliseconds; 0 when never locked.
+    pub locked_until: i64,
+    pub licenses: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -200,8 +219,11 @@ fn parse_resource(row: &AnyRow) -> Result<StoredResource, StoreError> {
 fn live_resources_sql(index: Option<&Index>) -> String {
     let clause = index
         .map(|i| {
-            let params: Vec<String> = (0..i.values.len()).map(|n| format!("${}", n + 2)).collect();
-            format!(" AND {} IN ({})", i.column.name(), params.join(", "))
+            format!(
+                " AND {} IN ({})",
+                i.column.name(),
+                idbridge_db::params(2, i.values.len())
+            )
         })
         .unwrap_or_default();
     format!(
@@ -234,6 +256,8 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(Tx {
             tx: self.db.begin().await?,
+            audit: Vec::new(),
+            savepoints: Vec::new(),
         })
     }
 
@@ -315,6 +339,50 @@ impl Store {
                 locked_until: r.try_get("locked_until")?,
             },
             None => SigninState::default(),
+        })
+    }
+
+    /// What a user listing shows of every user beside the resource (password, lockout,
+    /// licenses), by user id, in three queries rather than three per user: users without any
+    /// are absent.
+    pub async fn account_summaries(&self) -> Result<HashMap<String, AccountSummary>, StoreError> {
+        let mut out: HashMap<String, AccountSummary> = HashMap::new();
+        for r in sqlx::query("SELECT user_id, must_change FROM credentials")
+            .fetch_all(self.db.pool())
+            .await?
+        {
+            let summary = out.entry(r.try_get("user_id")?).or_default();
+            summary.has_password = true;
+            summary.must_change_password = r.try_get::<i64, _>("must_change")? != 0;
+        }
+        for r in sqlx::query("SELECT user_id, locked_until FROM signin_state")
+            .fetch_all(self.db.pool())
+            .await?
+        {
+            out.entry(r.try_get("user_id")?).or_default().locked_until =
+                r.try_get("locked_until")?;
+        }
+        for r in sqlx::query("SELECT user_id, sku FROM licenses ORDER BY user_id, sku")
+            .fetch_all(self.db.pool())
+            .await?
+        {
+            let sku = r.try_get("sku")?;
+            out.entry(r.try_get("user_id")?)
+                .or_default()
+                .licenses
+                .push(sku);
+        }
+        Ok(out)
+    }
+
+    /// [`Store::account_summaries`] of one user.
+    pub async fn account_summary(&self, user_id: &str) -> Result<AccountSummary, StoreError> {
+        let credential = self.credential(user_id).await?;
+        Ok(AccountSummary {
+            has_password: credential.is_some(),
+            must_change_password: credential.is_some_and(|c| c.must_change),
+            locked_until: self.signin_state(user_id).await?.locked_until,
+            licenses: self.licenses_of(user_id).await?,
         })
     }
 
@@ -404,7 +472,7 @@ impl Store {
 
     /// Audit entries outside a transaction (sign-in failures, refused requests).
     pub async fn record_audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        insert_audit(self.db.pool(), entry).await
+        insert_audit(self.db.pool(), &[entry.into()]).await
     }
 }
 
@@ -418,27 +486,59 @@ pub struct AuditEntry<'a> {
     pub detail: &'a str,
 }
 
+const AUDIT_COLUMNS: usize = 6;
+
+/// Audit entries in one statement.
 async fn insert_audit<'e, E: Executor<'e, Database = Any>>(
     e: E,
-    entry: &AuditEntry<'_>,
+    entries: &[OwnedAuditEntry],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit (at, actor, action, target, outcome, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(entry.at)
-    .bind(entry.actor)
-    .bind(entry.action)
-    .bind(entry.target)
-    .bind(entry.outcome)
-    .bind(entry.detail)
-    .execute(e)
-    .await?;
+    let sql = format!(
+        "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES {}",
+        idbridge_db::value_rows(AUDIT_COLUMNS, entries.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for entry in entries {
+        query = query
+            .bind(entry.at)
+            .bind(entry.actor.as_str())
+            .bind(entry.action.as_str())
+            .bind(entry.target.as_str())
+            .bind(entry.outcome.as_str())
+            .bind(entry.detail.as_str());
+    }
+    query.execute(e).await?;
     Ok(())
 }
 
+/// An audit entry held by a transaction until it commits.
+struct OwnedAuditEntry {
+    at: i64,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: String,
+    detail: String,
+}
+
+impl From<&AuditEntry<'_>> for OwnedAuditEntry {
+    fn from(entry: &AuditEntry<'_>) -> Self {
+        Self {
+            at: entry.at,
+            actor: entry.actor.to_owned(),
+            action: entry.action.to_owned(),
+            target: entry.target.to_owned(),
+            outcome: entry.outcome.to_owned(),
+            detail: entry.detail.to_owned(),
+        }
+    }
+}
+
 impl Tx {
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        for chunk in self.audit.chunks(idbridge_db::PARAMS_MAX / AUDIT_COLUMNS) {
+            insert_audit(self.tx.conn(), chunk).await?;
+        }
         Ok(self.tx.commit().await?)
     }
 
@@ -447,15 +547,34 @@ impl Tx {
     }
 
     pub async fn savepoint(&mut self, name: &str) -> Result<(), StoreError> {
-        Ok(self.tx.savepoint(name).await?)
+        self.tx.savepoint(name).await?;
+        self.savepoints.push((name.to_owned(), self.audit.len()));
+        Ok(())
     }
 
     pub async fn release(&mut self, name: &str) -> Result<(), StoreError> {
-        Ok(self.tx.release(name).await?)
+        self.tx.release(name).await?;
+        self.close_savepoint(name);
+        Ok(())
     }
 
+    /// Undoes the work since savepoint `name`, its audit entries with it, and releases it.
     pub async fn rollback_to(&mut self, name: &str) -> Result<(), StoreError> {
-        Ok(self.tx.rollback_to(name).await?)
+        self.tx.rollback_to(name).await?;
+        if let Some(audited) = self.close_savepoint(name) {
+            self.audit.truncate(audited);
+        }
+        Ok(())
+    }
+
+    /// Forgets savepoint `name` and those opened after it (as SQL does); returns how many
+    /// audit entries preceded it.
+    fn close_savepoint(&mut self, name: &str) -> Option<usize> {
+        let at = self.savepoints.iter().rposition(|(open, _)| open == name)?;
+        self.savepoints
+            .drain(at..)
+            .next()
+            .map(|(_, audited)| audited)
     }
 
     /// The resource (live or soft-deleted) holding a userName, for uniqueness messages.
@@ -474,16 +593,20 @@ impl Tx {
         row.as_ref().map(parse_resource).transpose()
     }
 
+    /// Inserts a resource; false, with nothing written, when a unique key (its userName, say)
+    /// is taken. Not an error, so the transaction stays usable without a savepoint (a failed
+    /// statement aborts a PostgreSQL transaction).
     pub async fn insert_resource(
         &mut self,
         w: &ResourceWrite<'_>,
         now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "INSERT INTO resources \
              (id, kind, name_key, external_id, source, doc, version, created_at, modified_at, \
               anchor, email_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8, $9)",
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8, $9) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(w.id)
         .bind(kind_str(w.kind))
@@ -496,7 +619,7 @@ impl Tx {
         .bind(w.email_key.as_deref())
         .execute(self.tx.conn())
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Replaces a resource if it is still at `version`; false if someone else won the race.
@@ -755,8 +878,9 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn audit(&mut self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        insert_audit(self.tx.conn(), entry).await
+    /// Records an audit entry, written when the transaction commits.
+    pub fn audit(&mut self, entry: &AuditEntry<'_>) {
+        self.audit.push(entry.into());
     }
 }
 
@@ -833,6 +957,65 @@ mod tests {
             assert!(indexed, "{column:?} x{n}: {plan}");
             assert!(!plan.contains("Seq Scan"), "{column:?} x{n}: {plan}");
         }
+    }
+
+    /// Audit entries wait for the commit; a rollback to a savepoint drops those recorded after
+    /// it (and the savepoints opened after it), a release keeps them; more entries than one
+    /// statement holds are all written, in order.
+    async fn audit_follows_savepoints(store: &Store) {
+        let entry = |target: &'static str| AuditEntry {
+            at: 1,
+            actor: "test",
+            action: "user.create",
+            target,
+            outcome: "success",
+            detail: "",
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.audit(&entry("kept-before"));
+        tx.savepoint("first").await.unwrap();
+        tx.audit(&entry("undone"));
+        tx.savepoint("second").await.unwrap();
+        tx.audit(&entry("undone-inner"));
+        tx.rollback_to("first").await.unwrap();
+        tx.savepoint("op").await.unwrap();
+        tx.audit(&entry("released"));
+        tx.release("op").await.unwrap();
+        for _ in 0..40 {
+            tx.audit(&entry("many"));
+        }
+        tx.commit().await.unwrap();
+        let mut targets: Vec<String> = store
+            .audit(100, None, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.target)
+            .collect();
+        targets.reverse();
+        let mut expected = vec!["kept-before".to_owned(), "released".to_owned()];
+        expected.extend(std::iter::repeat_n("many".to_owned(), 40));
+        assert_eq!(targets, expected);
+        // Dropped without commit: nothing.
+        let mut tx = store.begin().await.unwrap();
+        tx.audit(&entry("dropped"));
+        drop(tx);
+        assert_eq!(store.audit(100, None, None).await.unwrap().len(), 42);
+    }
+
+    #[tokio::test]
+    async fn audit_follows_savepoints_on_sqlite() {
+        let db = idbridge_testkit::TestSqlite::create("audit").unwrap();
+        audit_follows_savepoints(&Store::open(&Secret::new(db.url())).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn audit_follows_savepoints_on_postgres() {
+        idbridge_testkit::TestDatabase::run("audit", async |url| {
+            audit_follows_savepoints(&Store::open(&Secret::new(url)).await.unwrap()).await
+        })
+        .await
+        .unwrap();
     }
 
     #[tokio::test]

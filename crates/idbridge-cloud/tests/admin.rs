@@ -18,6 +18,22 @@ async fn create_user(c: &TestCloud, body: Value) -> Value {
     r.body
 }
 
+/// The user listing (its password, lockout and licenses read for all users at once) says of
+/// each user what the user's own view says.
+async fn listing_shows_each_users_view(c: &TestCloud) {
+    let listing = c
+        .call(Method::GET, "/api/v1/users", Some(&c.admin), None)
+        .await;
+    assert_eq!(listing.status, StatusCode::OK, "{}", listing.body);
+    let users = listing.body["users"].as_array().unwrap();
+    assert!(!users.is_empty());
+    for listed in users {
+        let path = format!("/api/v1/users/{}", listed["id"].as_str().unwrap());
+        let view = c.call(Method::GET, &path, Some(&c.admin), None).await;
+        assert_eq!(listed, &view.body);
+    }
+}
+
 async fn cloud_users_sign_in_and_change_passwords(backend: Backend) {
     let c = TestCloud::start(backend, "admin_signin").await;
     // Without a password: a temporary one that must be changed.
@@ -261,6 +277,7 @@ async fn lockout_and_synced_password_verifiers(backend: Backend) {
         )
         .await;
     assert!(view.body["lockedUntil"].is_string(), "{}", view.body);
+    listing_shows_each_users_view(&c).await;
     c.clock.advance(time::Duration::seconds(121));
     assert_eq!(
         c.sign_in("jill@lab.test", "Jill's pässword 🔑")
@@ -340,6 +357,7 @@ async fn licenses_have_seats(backend: Backend) {
         assign(ids[3].clone(), "premium").await.status,
         StatusCode::OK
     );
+    listing_shows_each_users_view(&c).await;
     c.stop().await;
 }
 

@@ -368,6 +368,17 @@ async fn groups_and_bulk(backend: Backend) {
     // failOnErrors = 1: the duplicate fails and processing stops before the DELETE.
     assert_eq!(statuses, ["201", "201", "200", "409"]);
     assert_eq!(ops[3]["response"]["scimType"], "uniqueness");
+    // The audit log holds what the request did, and nothing of the failed duplicate.
+    let audit = c
+        .call(Method::GET, "/api/v1/audit?action=user.create", a, None)
+        .await;
+    let creates = audit.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["detail"] == "bulk@x.test")
+        .count();
+    assert_eq!(creates, 1, "{}", audit.body);
     let bulk_user = ops[0]["location"]
         .as_str()
         .unwrap()

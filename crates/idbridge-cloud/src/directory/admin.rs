@@ -14,7 +14,9 @@ use crate::secrets::{
     new_token, temporary_password, token_hash, verify_password, ARGON2ID, PPH1_MD4,
 };
 use crate::settings::{SigninMethod, TenantSettings};
-use crate::store::{AuditEntry, Column, Credential, Index, SigninState, StoredResource};
+use crate::store::{
+    AccountSummary, AuditEntry, Column, Credential, Index, SigninState, StoredResource,
+};
 
 pub(crate) const PURPOSE_SESSION: &str = "session";
 pub(crate) const PURPOSE_PASSWORD_CHANGE: &str = "password_change";
@@ -69,9 +71,12 @@ fn kind_noun(kind: ResourceKind) -> &'static str {
 
 impl Directory {
     pub async fn user_view(&self, user: &StoredResource) -> Result<UserView, ApiError> {
-        let credential = self.store.credential(&user.id).await?;
-        let state = self.store.signin_state(&user.id).await?;
-        Ok(UserView {
+        let summary = self.store.account_summary(&user.id).await?;
+        Ok(self.view_of(user, summary))
+    }
+
+    fn view_of(&self, user: &StoredResource, summary: AccountSummary) -> UserView {
+        UserView {
             id: user.id.clone(),
             user_principal_name: user_name(&user.doc).to_owned(),
             display_name: user
@@ -81,13 +86,14 @@ impl Directory {
                 .map(str::to_owned),
             source: user.source.clone(),
             account_enabled: is_active(&user.doc),
-            licenses: self.store.licenses_of(&user.id).await?,
-            has_password: credential.is_some(),
-            must_change_password: credential.is_some_and(|c| c.must_change),
-            locked_until: (state.locked_until > self.now_ms()).then(|| rfc3339(state.locked_until)),
+            licenses: summary.licenses,
+            has_password: summary.has_password,
+            must_change_password: summary.must_change_password,
+            locked_until: (summary.locked_until > self.now_ms())
+                .then(|| rfc3339(summary.locked_until)),
             deleted_at: user.deleted_at.map(rfc3339),
             temporary_password: None,
-        })
+        }
     }
 
     pub async fn live_user(&self, id: &str) -> Result<StoredResource, ApiError> {
@@ -152,11 +158,12 @@ impl Directory {
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserView>, ApiError> {
-        let mut out = Vec::new();
-        for user in self.store.live_resources(ResourceKind::User, None).await? {
-            out.push(self.user_view(&user).await?);
-        }
-        Ok(out)
+        let mut summaries = self.store.account_summaries().await?;
+        let users = self.store.live_resources(ResourceKind::User, None).await?;
+        Ok(users
+            .iter()
+            .map(|user| self.view_of(user, summaries.remove(&user.id).unwrap_or_default()))
+            .collect())
     }
 
     pub async fn assign_license(
@@ -246,8 +253,7 @@ impl Directory {
                 target: user_id,
                 outcome: "success",
                 detail: sku,
-            })
-            .await?;
+            });
         }
         tx.commit().await?;
         let user = self.live_user(user_id).await?;
@@ -348,8 +354,7 @@ impl Directory {
             target: &user.id,
             outcome: "success",
             detail: if must_change { "require_change" } else { "" },
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok(())
     }
@@ -392,8 +397,7 @@ impl Directory {
             target: user_id,
             outcome: "success",
             detail: &format!("iterations={}", parsed.iterations()),
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok(())
     }
@@ -453,8 +457,7 @@ impl Directory {
             target: id,
             outcome: "success",
             detail: "",
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok(self.live(kind, id).await?)
     }
@@ -476,8 +479,7 @@ impl Directory {
             target: id,
             outcome: "success",
             detail: "",
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok(())
     }

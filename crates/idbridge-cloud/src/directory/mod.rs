@@ -170,8 +170,7 @@ impl Directory {
             target: name,
             outcome: "success",
             detail: scope.as_str(),
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok(token)
     }
@@ -248,8 +247,7 @@ impl Directory {
             target: "tenant",
             outcome: "success",
             detail: &text,
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok(settings)
     }
@@ -269,8 +267,7 @@ impl Directory {
                 target: id,
                 outcome: "success",
                 detail: "",
-            })
-            .await?;
+            });
             tx.commit().await?;
         }
         Ok(expired.len())

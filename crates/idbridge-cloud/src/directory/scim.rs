@@ -252,20 +252,25 @@ impl Directory {
         Ok(out)
     }
 
-    /// Writes a resource row inside a savepoint, so that a uniqueness violation leaves the
-    /// transaction usable and can be explained. `expected_version: None` inserts.
+    /// Writes a resource row; a taken userName is a 409 that names its holder.
+    /// `expected_version: None` inserts (a taken key writes nothing, as the insert says); an
+    /// update runs inside a savepoint, so that its uniqueness violation leaves the
+    /// transaction usable.
     async fn write_row(
         tx: &mut Tx,
         write: &ResourceWrite<'_>,
         expected_version: Option<i64>,
         now: i64,
     ) -> Result<(), ScimError> {
-        tx.savepoint("row_write").await.map_err(store_err)?;
-        let written = match expected_version {
-            None => tx.insert_resource(write, now).await.map(|()| true),
-            Some(version) => tx.update_resource(write, version, now).await,
+        let Some(version) = expected_version else {
+            return match tx.insert_resource(write, now).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Self::uniqueness_error(tx, write.kind, write.doc).await),
+                Err(e) => Err(store_err(e)),
+            };
         };
-        match written {
+        tx.savepoint("row_write").await.map_err(store_err)?;
+        match tx.update_resource(write, version, now).await {
             Ok(true) => tx.release("row_write").await.map_err(store_err),
             Ok(false) => {
                 tx.release("row_write").await.map_err(store_err)?;
@@ -311,9 +316,7 @@ impl Directory {
             target: &id,
             outcome: "success",
             detail: resource_label(kind, &doc),
-        })
-        .await
-        .map_err(store_err)?;
+        });
         // What was just written, without reading it back.
         Ok(StoredResource {
             id,
@@ -485,9 +488,7 @@ impl Directory {
             target: &old.id,
             outcome: "success",
             detail: resource_label(kind, &doc),
-        })
-        .await
-        .map_err(store_err)?;
+        });
         Ok(self.render(&StoredResource {
             version: old.version + 1,
             modified_at: now,
@@ -593,13 +594,12 @@ impl Directory {
             target: id,
             outcome: "success",
             detail: resource_label(kind, &old.doc),
-        })
-        .await
-        .map_err(store_err)
+        });
+        Ok(())
     }
 
-    /// A Bulk request (RFC 7644 §3.7) in one transaction, each operation in its own savepoint:
-    /// a failed operation changes nothing and the others stand. `bulkId` references resolve to
+    /// A Bulk request (RFC 7644 §3.7) in one transaction, each operation that writes more than
+    /// once in its own savepoint: a failed operation changes nothing and the others stand. `bulkId` references resolve to
     /// the ids of resources created earlier in the request.
     pub async fn scim_bulk(
         &self,
@@ -614,17 +614,27 @@ impl Directory {
             if request.fail_on_errors.is_some_and(|max| errors >= max) {
                 break;
             }
-            tx.savepoint("bulk_op").await.map_err(store_err)?;
+            let own_savepoint = !writes_once(op);
+            if own_savepoint {
+                tx.savepoint("bulk_op").await.map_err(store_err)?;
+            }
             let outcome = self.bulk_one(&mut tx, principal, op, &mut resolved).await;
             let result = match outcome {
                 Ok((status, resource)) => {
-                    tx.release("bulk_op").await.map_err(store_err)?;
+                    if own_savepoint {
+                        tx.release("bulk_op").await.map_err(store_err)?;
+                    }
                     let meta = resource.as_ref().and_then(|r| r.get("meta"));
                     let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
                     bulk_operation_result(op, field("location"), field("version"), status, None)
                 }
+                // The database failed the write, which may have aborted the transaction
+                // (PostgreSQL does): nothing of the request is kept.
+                Err(e) if !own_savepoint && e.status >= 500 => return Err(e),
                 Err(e) => {
-                    tx.rollback_to("bulk_op").await.map_err(store_err)?;
+                    if own_savepoint {
+                        tx.rollback_to("bulk_op").await.map_err(store_err)?;
+                    }
                     errors += 1;
                     bulk_operation_result(op, None, None, e.status, Some(&e))
                 }
@@ -742,6 +752,19 @@ impl Directory {
             .collect();
         Ok(list_response(total, query.start_index, page))
     }
+}
+
+/// Whether a Bulk operation makes a single write: a create without a password stores one row
+/// (its audit entry is written at commit). It needs no savepoint of its own, since a statement
+/// that fails changes nothing; the savepoints of the rest are two statements each, and every
+/// statement is a round trip to the database.
+fn writes_once(op: &BulkOperation) -> bool {
+    op.method == BulkMethod::Post
+        && op
+            .data
+            .as_ref()
+            .and_then(Value::as_object)
+            .is_none_or(|doc| !doc.keys().any(|k| k.eq_ignore_ascii_case("password")))
 }
 
 /// The index that answers `filter` (an equality, or an `or` of equalities on one attribute),

@@ -281,7 +281,7 @@ impl Directory {
         };
         let recorded = async {
             let mut tx = self.store.begin().await?;
-            tx.audit(&entry).await?;
+            tx.audit(&entry);
             tx.commit().await
         };
         if let Err(e) = recorded.await {

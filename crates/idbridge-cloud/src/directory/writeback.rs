@@ -142,8 +142,7 @@ impl Directory {
             target: name,
             outcome: "success",
             detail: "",
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok((token, expires_at))
     }
@@ -186,8 +185,7 @@ impl Directory {
             target: &agent.id,
             outcome: "success",
             detail: "",
-        })
-        .await?;
+        });
         tx.commit().await?;
         Ok(AgentRegistration {
             agent_id: agent.id,
@@ -221,8 +219,7 @@ impl Directory {
             target: &agent.id,
             outcome: "success",
             detail: "",
-        })
-        .await?;
+        });
         tx.commit().await?;
         self.hub.rekey(&agent.id, key);
         Ok(())
@@ -447,7 +444,7 @@ impl Directory {
         };
         let recorded = async {
             let mut tx = self.store.begin().await?;
-            tx.audit(&entry).await?;
+            tx.audit(&entry);
             tx.commit().await
         };
         if let Err(e) = recorded.await {

@@ -599,8 +599,8 @@ impl Directory {
     }
 
     /// A Bulk request (RFC 7644 §3.7) in one transaction, each operation that writes more than
-    /// once in its own savepoint: a failed operation changes nothing and the others stand. `bulkId` references resolve to
-    /// the ids of resources created earlier in the request.
+    /// once in its own savepoint: a failed operation changes nothing and the others stand.
+    /// `bulkId` references resolve to the ids of resources created earlier in the request.
     pub async fn scim_bulk(
         &self,
         request: &BulkRequest,

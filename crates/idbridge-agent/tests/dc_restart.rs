@@ -40,11 +40,16 @@ async fn a_dc_restart_during_an_import_is_survived() {
             .unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let lab_start = lab.clone();
-        tokio::task::spawn_blocking(move || lab_start.start_dc())
-            .await
-            .unwrap()
-            .unwrap();
-        stopped.elapsed()
+        let start = tokio::task::spawn_blocking(move || lab_start.start_dc());
+        // The outage ends when the DC listens again, not when `./lab dc` has also checked the
+        // sample directory and accounts (seconds more on a slow machine).
+        let address = lab.ad.ldaps_url.trim_start_matches("ldaps://").to_owned();
+        while tokio::net::TcpStream::connect(&address).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let down_for = stopped.elapsed();
+        start.await.unwrap().unwrap();
+        down_for
     };
     let (report, down_for) = tokio::join!(sync.run(Profile::FullCycle), outage);
     let report = report.unwrap();

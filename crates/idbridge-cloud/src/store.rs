@@ -1003,33 +1003,21 @@ mod tests {
         assert_eq!(store.audit(100, None, None).await.unwrap().len(), 42);
     }
 
-    #[tokio::test]
-    async fn audit_follows_savepoints_on_sqlite() {
-        let db = idbridge_testkit::TestSqlite::create("audit").unwrap();
-        audit_follows_savepoints(&Store::open(&Secret::new(db.url())).await.unwrap()).await;
-    }
-
-    #[tokio::test]
-    async fn audit_follows_savepoints_on_postgres() {
-        idbridge_testkit::TestDatabase::run("audit", async |url| {
+    idbridge_testkit::on_sqlite_and_postgres!(
+        audit_follows_savepoints_on_sqlite,
+        audit_follows_savepoints_on_postgres,
+        "audit",
+        async |url: String| {
             audit_follows_savepoints(&Store::open(&Secret::new(url)).await.unwrap()).await
-        })
-        .await
-        .unwrap();
-    }
+        }
+    );
 
-    #[tokio::test]
-    async fn lookups_use_their_index_on_sqlite() {
-        let db = idbridge_testkit::TestSqlite::create("plan").unwrap();
-        lookups_use_their_index(&Store::open(&Secret::new(db.url())).await.unwrap()).await;
-    }
-
-    #[tokio::test]
-    async fn lookups_use_their_index_on_postgres() {
-        idbridge_testkit::TestDatabase::run("plan", async |url| {
+    idbridge_testkit::on_sqlite_and_postgres!(
+        lookups_use_their_index_on_sqlite,
+        lookups_use_their_index_on_postgres,
+        "plan",
+        async |url: String| {
             lookups_use_their_index(&Store::open(&Secret::new(url)).await.unwrap()).await
-        })
-        .await
-        .unwrap();
-    }
+        }
+    );
 }

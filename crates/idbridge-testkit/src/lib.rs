@@ -36,6 +36,24 @@ impl Drop for TestSqlite {
     }
 }
 
+/// Two tests of one check, named `$sqlite` and `$postgres`: `$check` (an async closure taking a
+/// database URL) runs on a SQLite database and on a PostgreSQL database of its own.
+#[macro_export]
+macro_rules! on_sqlite_and_postgres {
+    ($sqlite:ident, $postgres:ident, $label:literal, $check:expr) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let db = $crate::TestSqlite::create($label).unwrap();
+            ($check)(db.url().to_owned()).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            $crate::TestDatabase::run($label, $check).await.unwrap();
+        }
+    };
+}
+
 /// A short random suffix for names that must not collide between parallel tests.
 pub fn unique_suffix() -> String {
     uuid::Uuid::new_v4()

@@ -782,15 +782,10 @@ impl Tx {
     async fn put_links(&mut self, objects: &[&AdObject]) -> Result<(), StoreError> {
         let sources: Vec<String> = objects.iter().map(|o| o.guid.to_string()).collect();
         let source_refs: Vec<&str> = sources.iter().map(String::as_str).collect();
-        for chunk in source_refs.chunks(PARAMS_MAX) {
-            let sql = format!(
-                "DELETE FROM ad_links WHERE source IN ({})",
-                params(1, chunk.len())
-            );
-            bind_all(sqlx::query(&sql), chunk)
-                .execute(self.tx.conn())
-                .await?;
-        }
+        self.execute_per_chunk(&source_refs, |list| {
+            format!("DELETE FROM ad_links WHERE source IN ({list})")
+        })
+        .await?;
         let links: Vec<(&str, String)> = objects
             .iter()
             .zip(&source_refs)
@@ -906,13 +901,14 @@ impl Tx {
         Ok(())
     }
 
-    /// Marks these objects synchronized.
-    pub async fn clear_pending(&mut self, guids: &[&str]) -> Result<(), StoreError> {
-        for chunk in guids.chunks(PARAMS_MAX) {
-            let sql = format!(
-                "UPDATE ad_objects SET pending_sync = 0 WHERE guid IN ({})",
-                params(1, chunk.len())
-            );
+    /// Runs the statement `sql` makes of an `IN` list for each chunk of `keys`, bound to it.
+    async fn execute_per_chunk(
+        &mut self,
+        keys: &[&str],
+        sql: impl Fn(&str) -> String,
+    ) -> Result<(), StoreError> {
+        for chunk in keys.chunks(PARAMS_MAX) {
+            let sql = sql(&params(1, chunk.len()));
             bind_all(sqlx::query(&sql), chunk)
                 .execute(self.tx.conn())
                 .await?;
@@ -920,18 +916,20 @@ impl Tx {
         Ok(())
     }
 
+    /// Marks these objects synchronized.
+    pub async fn clear_pending(&mut self, guids: &[&str]) -> Result<(), StoreError> {
+        self.execute_per_chunk(guids, |list| {
+            format!("UPDATE ad_objects SET pending_sync = 0 WHERE guid IN ({list})")
+        })
+        .await
+    }
+
     /// Clears the recorded errors of these objects.
     pub async fn clear_errors(&mut self, guids: &[&str]) -> Result<(), StoreError> {
-        for chunk in guids.chunks(PARAMS_MAX) {
-            let sql = format!(
-                "DELETE FROM object_errors WHERE guid IN ({})",
-                params(1, chunk.len())
-            );
-            bind_all(sqlx::query(&sql), chunk)
-                .execute(self.tx.conn())
-                .await?;
-        }
-        Ok(())
+        self.execute_per_chunk(guids, |list| {
+            format!("DELETE FROM object_errors WHERE guid IN ({list})")
+        })
+        .await
     }
 
     /// Forgets an AD object that is deleted and no longer joined to anything.
@@ -959,19 +957,15 @@ impl Tx {
         guids: &[&str],
         unresolved: bool,
     ) -> Result<(), StoreError> {
-        for chunk in guids.chunks(PARAMS_MAX) {
-            // Rows already holding the value are left alone: a rewritten row is a dirty page.
-            let value = i64::from(unresolved);
-            let sql = format!(
+        // Rows already holding the value are left alone: a rewritten row is a dirty page.
+        let value = i64::from(unresolved);
+        self.execute_per_chunk(guids, |list| {
+            format!(
                 "UPDATE ad_objects SET unresolved_refs = {value} \
-                 WHERE unresolved_refs <> {value} AND guid IN ({})",
-                params(1, chunk.len())
-            );
-            bind_all(sqlx::query(&sql), chunk)
-                .execute(self.tx.conn())
-                .await?;
-        }
-        Ok(())
+                 WHERE unresolved_refs <> {value} AND guid IN ({list})"
+            )
+        })
+        .await
     }
 
     /// New cloud objects exist: objects waiting for a reference target are synced again.
@@ -1049,16 +1043,10 @@ impl Tx {
     }
 
     pub async fn delete_pending_exports(&mut self, guids: &[&str]) -> Result<(), StoreError> {
-        for chunk in guids.chunks(PARAMS_MAX) {
-            let sql = format!(
-                "DELETE FROM pending_exports WHERE guid IN ({})",
-                params(1, chunk.len())
-            );
-            bind_all(sqlx::query(&sql), chunk)
-                .execute(self.tx.conn())
-                .await?;
-        }
-        Ok(())
+        self.execute_per_chunk(guids, |list| {
+            format!("DELETE FROM pending_exports WHERE guid IN ({list})")
+        })
+        .await
     }
 
     pub async fn put_cloud_object(&mut self, object: &CloudObject) -> Result<(), StoreError> {
@@ -1235,33 +1223,17 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn pages_on_sqlite() {
-        let db = idbridge_testkit::TestSqlite::create("pages").unwrap();
-        a_page_is_written_in_chunks(Secret::new(db.url())).await;
-    }
+    idbridge_testkit::on_sqlite_and_postgres!(
+        pages_on_sqlite,
+        pages_on_postgres,
+        "pages",
+        async |url: String| a_page_is_written_in_chunks(Secret::new(url)).await
+    );
 
-    #[tokio::test]
-    async fn pages_on_postgres() {
-        idbridge_testkit::TestDatabase::run("pages", async |url| {
-            a_page_is_written_in_chunks(Secret::new(url)).await
-        })
-        .await
-        .unwrap();
-    }
-
-    #[tokio::test]
-    async fn links_on_sqlite() {
-        let db = idbridge_testkit::TestSqlite::create("links").unwrap();
-        links_are_indexed_and_filled_on_upgrade(Secret::new(db.url())).await;
-    }
-
-    #[tokio::test]
-    async fn links_on_postgres() {
-        idbridge_testkit::TestDatabase::run("links", async |url| {
-            links_are_indexed_and_filled_on_upgrade(Secret::new(url)).await
-        })
-        .await
-        .unwrap();
-    }
+    idbridge_testkit::on_sqlite_and_postgres!(
+        links_on_sqlite,
+        links_on_postgres,
+        "links",
+        async |url: String| links_are_indexed_and_filled_on_upgrade(Secret::new(url)).await
+    );
 }

@@ -466,7 +466,6 @@ impl SyncContext {
         // What every confirmed export writes, one statement each for the chunk.
         let mut confirmed_objects = Vec::new();
         let mut done = Vec::new();
-        let mut refs_completed = Vec::new();
         for ((export, joined), result) in chunk.iter().zip(joined).zip(results) {
             match result {
                 Ok(confirmed) => {
@@ -492,10 +491,7 @@ impl SyncContext {
                         }
                         (_, None) => {}
                     }
-                    if completed.contains(&export.guid) {
-                        refs_completed.push(export.guid.as_str());
-                    }
-                    done.push(export.guid.as_str());
+                    done.push(export);
                 }
                 Err(failure) => {
                     counts.errors += 1;
@@ -511,8 +507,15 @@ impl SyncContext {
             }
         }
         tx.put_cloud_objects(&confirmed_objects).await?;
+        let removed = tx.delete_sent_exports(&done).await?;
+        // An object synchronized again meanwhile keeps its flag: its new export decides it.
+        let refs_completed: Vec<&str> = done
+            .iter()
+            .map(|export| export.guid.as_str())
+            .filter(|guid| completed.contains(*guid) && removed.contains(*guid))
+            .collect();
         tx.set_unresolved_refs_of(&refs_completed, false).await?;
-        tx.delete_pending_exports(&done).await?;
+        let done: Vec<&str> = done.iter().map(|export| export.guid.as_str()).collect();
         tx.clear_errors(&done).await?;
         tx.commit().await?;
         Ok(())
@@ -937,6 +940,7 @@ mod tests {
                 (WORK_MAIL.into(), format!("{name}@x")),
             ],
             unresolved: false,
+            revision: 0,
         })
         .collect();
         let matcher = Matcher::new(&client);

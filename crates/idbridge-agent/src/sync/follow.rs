@@ -1,6 +1,7 @@
 //! A full import followed by synchronization and export while it reads: each imported page is
-//! synchronized and exported while the DC sends the next ones, so a full cycle takes about as
-//! long as reading the directory, not reading it and then writing the cloud.
+//! synchronized and exported while the DC sends the next ones, and synchronization goes on
+//! while the cloud takes the exports, so a full cycle takes about as long as reading the
+//! directory, not reading it, then synchronizing, then writing the cloud.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -64,8 +65,9 @@ impl Waiting {
 }
 
 impl SyncContext {
-    /// The full import of a cycle, with synchronization and export following it. What is left
-    /// when it ends (the last pages' exports, objects the import found gone, exports still
+    /// The full import of a cycle, with synchronization and export following it: each written
+    /// page is synchronized, and each synchronized batch exported while the next ones are
+    /// synchronized. What is left when it ends (objects the import found gone, exports still
     /// waiting for references) is for the cycle's usual steps; `pass` carries what the exports
     /// learned to them.
     ///
@@ -88,36 +90,52 @@ impl SyncContext {
             written.notify_one();
             result
         };
-        let follow = async {
-            let mut exporting = true;
-            let mut joined_seen = 0;
-            let mut released = Vec::new();
+        let (queued, mut to_export) = tokio::sync::mpsc::unbounded_channel();
+        let mut sync_counts = RunCounts::default();
+        let synchronize = async {
+            let queued = queued;
             loop {
                 // Read before the round: a round that starts after the import sees all of it.
                 let last = imported.get();
-                let mut next = self.synchronize(false, counts).await?;
-                next.append(&mut released);
-                // The last round's exports are the cycle's first export wave (see
-                // `export_and_resolve`), with the rest that is pending then.
-                if exporting && !last && !next.is_empty() {
-                    pass.next = next;
-                    // Staging mode or the deletion threshold: the cycle's export says why.
-                    exporting = matches!(self.export(counts, pass, true).await?, Outcome::Done);
-                    pass.wait_for_references(&mut joined_seen, &mut released);
-                }
+                self.synchronize(false, &mut sync_counts, Some(&queued))
+                    .await?;
                 if last {
+                    // Dropping `queued` here tells the export that nothing more comes.
                     return Ok::<_, SyncError>(());
                 }
-                if released.is_empty() {
-                    written.notified().await;
-                }
+                written.notified().await;
             }
         };
+        let export = async {
+            let mut joined_seen = 0;
+            let mut released = Vec::new();
+            loop {
+                let mut next = std::mem::take(&mut released);
+                if next.is_empty() {
+                    match to_export.recv().await {
+                        Some(batch) => next = batch,
+                        None => return Ok::<_, SyncError>(()),
+                    }
+                }
+                // What synchronization queued while the last export ran goes out together.
+                while let Ok(mut batch) = to_export.try_recv() {
+                    next.append(&mut batch);
+                }
+                pass.next = next;
+                // Staging mode or the deletion threshold: the cycle's export says why.
+                if !matches!(self.export(counts, pass, true).await?, Outcome::Done) {
+                    return Ok(());
+                }
+                pass.wait_for_references(&mut joined_seen, &mut released);
+            }
+        };
+        let follow = async { tokio::try_join!(synchronize, export) };
         let (imported, followed) = tokio::join!(import, follow);
         counts.add(&import_counts);
+        counts.add(&sync_counts);
         // The import's failure first: the follower may have stopped because of it.
         imported?;
-        followed
+        followed.map(|_| ())
     }
 }
 

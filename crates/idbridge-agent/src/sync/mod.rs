@@ -330,10 +330,10 @@ impl SyncContext {
             Profile::FullImport => self.full_import(counts, None).await?,
             Profile::DeltaImport => self.delta_import(counts).await?,
             Profile::FullSync => {
-                self.synchronize(true, counts).await?;
+                self.synchronize(true, counts, None).await?;
             }
             Profile::DeltaSync => {
-                self.synchronize(false, counts).await?;
+                self.synchronize(false, counts, None).await?;
             }
             Profile::Export => {
                 return self
@@ -353,7 +353,7 @@ impl SyncContext {
                 } else {
                     self.delta_import(counts).await?;
                 }
-                self.synchronize(false, counts).await?;
+                self.synchronize(false, counts, None).await?;
                 return self.export_and_resolve(counts, pass).await;
             }
         }
@@ -414,7 +414,7 @@ impl SyncContext {
             tx.commit().await?;
         }
         if matches!(outcome, Outcome::Done) && self.store.has_pending_sync().await? {
-            self.synchronize(false, counts).await?;
+            self.synchronize(false, counts, None).await?;
             outcome = self.export(counts, &mut pass, false).await?;
         }
         if matches!(outcome, Outcome::Done) && self.write_consistency_guid {

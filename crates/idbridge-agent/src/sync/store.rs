@@ -20,17 +20,20 @@ use sqlx::Row;
 const LINKS_MIGRATION: &str = include_str!("../../migrations/common/0002_links.sql");
 const PENDING_ORDER_MIGRATION: &str =
     include_str!("../../migrations/common/0003_pending_order.sql");
+const REVISIONS_MIGRATION: &str = include_str!("../../migrations/common/0004_revisions.sql");
 const SCHEMA: Schema = Schema {
     version_table: "agent_schema",
     sqlite: &[
         (1, include_str!("../../migrations/sqlite/0001_sync.sql")),
         (2, LINKS_MIGRATION),
         (3, PENDING_ORDER_MIGRATION),
+        (4, REVISIONS_MIGRATION),
     ],
     postgres: &[
         (1, include_str!("../../migrations/postgres/0001_sync.sql")),
         (2, LINKS_MIGRATION),
         (3, PENDING_ORDER_MIGRATION),
+        (4, REVISIONS_MIGRATION),
     ],
 };
 
@@ -150,6 +153,10 @@ pub struct PendingExport {
     pub join: Vec<(String, String)>,
     /// Some references could not be resolved yet; the object is synced again after exports.
     pub unresolved: bool,
+    /// The stored revision this export was read at (0 before it is stored): its confirmation
+    /// removes that revision only, not one synchronization wrote meanwhile.
+    #[serde(skip)]
+    pub revision: i64,
 }
 
 fn kind_name<S: serde::Serializer>(kind: &CloudKind, s: S) -> Result<S::Ok, S::Error> {
@@ -210,9 +217,15 @@ fn parse_ad_object(row: &AnyRow) -> Result<AdObject, StoreError> {
     })
 }
 
+/// An object waiting for synchronization, at the revision it was read.
+pub struct PendingSync {
+    pub object: AdObject,
+    pub revision: i64,
+}
+
 /// The columns of a pending export, as [`parse_pending`] reads them.
 const PENDING_SELECT: &str =
-    "SELECT guid, dn, kind, action, anchor, doc, join_keys, unresolved FROM pending_exports";
+    "SELECT guid, dn, kind, action, anchor, doc, join_keys, unresolved, revision FROM pending_exports";
 
 /// Where a paged read of the pending exports stopped (see [`SyncStore::pending_exports_after`]).
 #[derive(Clone, Debug)]
@@ -271,6 +284,7 @@ fn parse_pending(row: &AnyRow) -> Result<PendingExport, StoreError> {
         doc: serde_json::from_str(&doc).map_err(|e| corrupt(&guid, e))?,
         join: serde_json::from_str(&join).map_err(|e| corrupt(&guid, e))?,
         unresolved: row.try_get::<i64, _>("unresolved")? != 0,
+        revision: row.try_get("revision")?,
         guid,
     })
 }
@@ -348,9 +362,13 @@ impl SyncStore {
     }
 
     /// Objects changed since they were last synced, `limit` at a time (in GUID order after `after`).
-    pub async fn pending_sync(&self, after: &str, limit: i64) -> Result<Vec<AdObject>, StoreError> {
+    pub async fn pending_sync(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<PendingSync>, StoreError> {
         sqlx::query(
-            "SELECT guid, dn, class, attrs, deleted FROM ad_objects \
+            "SELECT guid, dn, class, attrs, deleted, revision FROM ad_objects \
              WHERE pending_sync = 1 AND guid > $1 ORDER BY guid LIMIT $2",
         )
         .bind(after)
@@ -358,7 +376,12 @@ impl SyncStore {
         .fetch_all(self.db.pool())
         .await?
         .iter()
-        .map(parse_ad_object)
+        .map(|row| {
+            Ok(PendingSync {
+                object: parse_ad_object(row)?,
+                revision: row.try_get("revision")?,
+            })
+        })
         .collect()
     }
 
@@ -759,7 +782,8 @@ impl Tx {
                  VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, dn_key = excluded.dn_key, \
                  class = excluded.class, attrs = excluded.attrs, deleted = excluded.deleted, \
-                 pending_sync = 1, import_generation = excluded.import_generation",
+                 pending_sync = 1, import_generation = excluded.import_generation, \
+                 revision = ad_objects.revision + 1",
                 value_rows(COLUMNS, chunk.len())
             );
             let mut query = sqlx::query(&sql);
@@ -877,7 +901,7 @@ impl Tx {
     /// After a full import: objects it did not see are gone from AD.
     pub async fn sweep_unseen(&mut self, generation: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE ad_objects SET deleted = 1, pending_sync = 1 \
+            "UPDATE ad_objects SET deleted = 1, pending_sync = 1, revision = revision + 1 \
              WHERE import_generation < $1 AND deleted = 0",
         )
         .bind(generation)
@@ -916,12 +940,24 @@ impl Tx {
         Ok(())
     }
 
-    /// Marks these objects synchronized.
-    pub async fn clear_pending(&mut self, guids: &[&str]) -> Result<(), StoreError> {
-        self.execute_per_chunk(guids, |list| {
-            format!("UPDATE ad_objects SET pending_sync = 0 WHERE guid IN ({list})")
-        })
-        .await
+    /// Marks these objects synchronized, each only at the revision that was synchronized (one
+    /// imported again meanwhile stays pending).
+    pub async fn clear_pending(&mut self, synced: &[PendingSync]) -> Result<(), StoreError> {
+        const COLUMNS: usize = 2;
+        for chunk in synced.chunks(PARAMS_MAX / COLUMNS) {
+            let sql = format!(
+                "UPDATE ad_objects SET pending_sync = 0 WHERE (guid, revision) IN (VALUES {})",
+                value_rows(COLUMNS, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for pending in chunk {
+                query = query
+                    .bind(pending.object.guid.to_string())
+                    .bind(pending.revision);
+            }
+            query.execute(self.tx.conn()).await?;
+        }
+        Ok(())
     }
 
     /// Clears the recorded errors of these objects.
@@ -1018,7 +1054,8 @@ impl Tx {
                  VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, kind = excluded.kind, \
                  action = excluded.action, anchor = excluded.anchor, doc = excluded.doc, \
-                 join_keys = excluded.join_keys, unresolved = excluded.unresolved",
+                 join_keys = excluded.join_keys, unresolved = excluded.unresolved, \
+                 revision = pending_exports.revision + 1",
                 value_rows(COLUMNS, chunk.len())
             );
             let mut query = sqlx::query(&sql);
@@ -1047,6 +1084,30 @@ impl Tx {
             format!("DELETE FROM pending_exports WHERE guid IN ({list})")
         })
         .await
+    }
+
+    /// Removes the pending exports a confirmation covers, each only at the revision that was
+    /// sent; returns the guids removed (those not rewritten since they were read).
+    pub async fn delete_sent_exports(
+        &mut self,
+        sent: &[&PendingExport],
+    ) -> Result<HashSet<String>, StoreError> {
+        const COLUMNS: usize = 2;
+        let mut removed = HashSet::with_capacity(sent.len());
+        for chunk in sent.chunks(PARAMS_MAX / COLUMNS) {
+            let sql = format!(
+                "DELETE FROM pending_exports WHERE (guid, revision) IN (VALUES {}) RETURNING guid",
+                value_rows(COLUMNS, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for export in chunk {
+                query = query.bind(&export.guid).bind(export.revision);
+            }
+            for row in query.fetch_all(self.tx.conn()).await? {
+                removed.insert(row.try_get("guid")?);
+            }
+        }
+        Ok(removed)
     }
 
     pub async fn put_cloud_object(&mut self, object: &CloudObject) -> Result<(), StoreError> {
@@ -1222,6 +1283,78 @@ mod tests {
             "CN=G149,DC=lab"
         );
     }
+
+    /// An export rewritten while an earlier version was sent stays pending when the sent
+    /// version is confirmed; one left alone is removed. Likewise for synchronization.
+    async fn done_marks_only_the_revision_read(url: Secret) {
+        let export = |guid: &str, title: &str| PendingExport {
+            guid: guid.into(),
+            dn: format!("CN={guid},DC=lab"),
+            kind: CloudKind::User,
+            action: ExportAction::Provision,
+            anchor: guid.into(),
+            doc: serde_json::json!({"userName": format!("{guid}@lab"), "title": title}),
+            join: Vec::new(),
+            unresolved: false,
+            revision: 0,
+        };
+        let store = SyncStore::open(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.put_pending_exports(&[export("ann", "old"), export("bob", "old")])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let sent = store.pending_exports_of(&["ann", "bob"]).await.unwrap();
+        assert_eq!(sent.len(), 2);
+        // Synchronized again while on the wire.
+        let mut tx = store.begin().await.unwrap();
+        tx.put_pending_export(&export("ann", "new")).await.unwrap();
+        let sent: Vec<&PendingExport> = sent.iter().collect();
+        let removed = tx.delete_sent_exports(&sent).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(removed, HashSet::from(["bob".to_string()]));
+        let left = store.pending_exports().await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].guid, "ann");
+        assert_eq!(left[0].doc["title"], "new");
+        let mut tx = store.begin().await.unwrap();
+        let removed = tx.delete_sent_exports(&[&left[0]]).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(removed.len(), 1);
+        assert!(store.pending_exports().await.unwrap().is_empty());
+
+        // Likewise an object imported again while it was synchronized stays pending.
+        let team = object(1, "CN=Team,DC=lab", &[]);
+        let mut tx = store.begin().await.unwrap();
+        tx.put_ad_object(&team, 1).await.unwrap();
+        tx.commit().await.unwrap();
+        let read = store.pending_sync("", 10).await.unwrap();
+        assert_eq!(read.len(), 1);
+        let mut tx = store.begin().await.unwrap();
+        tx.put_ad_object(&object(1, "CN=Team,DC=lab", &["CN=Ann,DC=lab"]), 2)
+            .await
+            .unwrap();
+        tx.clear_pending(&read).await.unwrap();
+        tx.commit().await.unwrap();
+        let read = store.pending_sync("", 10).await.unwrap();
+        assert_eq!(
+            read.len(),
+            1,
+            "the second import is still to be synchronized"
+        );
+        assert!(read[0].object.attrs.contains_key(&"member".into()));
+        let mut tx = store.begin().await.unwrap();
+        tx.clear_pending(&read).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.pending_sync_count().await.unwrap(), 0);
+    }
+
+    idbridge_testkit::on_sqlite_and_postgres!(
+        revisions_on_sqlite,
+        revisions_on_postgres,
+        "revisions",
+        async |url: String| done_marks_only_the_revision_read(Secret::new(url)).await
+    );
 
     idbridge_testkit::on_sqlite_and_postgres!(
         pages_on_sqlite,

@@ -31,13 +31,17 @@ fn without_placeholders(doc: &serde_json::Value) -> serde_json::Value {
     doc
 }
 
+/// Where synchronization sends, batch by batch as each commits, the objects it queued an export
+/// for (created or updated; deprovisions aside).
+pub(crate) type QueuedExports = tokio::sync::mpsc::UnboundedSender<Vec<String>>;
+
 impl SyncContext {
-    /// Returns the objects it queued an export for (created or updated; deprovisions aside).
     pub(crate) async fn synchronize(
         &self,
         full: bool,
         counts: &mut RunCounts,
-    ) -> Result<Vec<String>, SyncError> {
+        queued: Option<&QueuedExports>,
+    ) -> Result<(), SyncError> {
         if full {
             let mut tx = self.store.begin().await?;
             tx.mark_all_pending().await?;
@@ -57,11 +61,11 @@ impl SyncContext {
         let total = self.store.pending_sync_count().await?;
         let mut after = String::new();
         let mut synced = 0u64;
-        let mut queued = Vec::new();
         loop {
-            let batch = self.store.pending_sync(&after, BATCH).await?;
-            let Some(last) = batch.last() else { break };
-            after = last.guid.to_string();
+            let pending = self.store.pending_sync(&after, BATCH).await?;
+            let Some(last) = pending.last() else { break };
+            after = last.object.guid.to_string();
+            let batch: Vec<&AdObject> = pending.iter().map(|p| &p.object).collect();
             let projected: Vec<_> = batch
                 .iter()
                 .map(|o| project(&self.rules, &self.scope, o, pilot.as_ref()))
@@ -81,31 +85,22 @@ impl SyncContext {
             let guids: Vec<String> = batch.iter().map(|o| o.guid.to_string()).collect();
             let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
             let joined = self.store.cloud_objects_for(&guid_refs).await?;
-            let mut without_errors = Vec::with_capacity(batch.len());
+            // Rules and rendering run before the write transaction: SQLite has one writer, and
+            // the import and the export wait for it.
             let mut writes = BatchWrites::default();
-            let mut tx = self.store.begin().await?;
             for ((object, projection), guid) in batch.iter().zip(projected).zip(&guid_refs) {
                 let joined = joined.get(*guid);
-                if self
-                    .sync_object(
-                        &mut tx,
-                        &mut writes,
-                        object,
-                        projection,
-                        &cloud_ids,
-                        joined,
-                        counts,
-                    )
-                    .await?
-                {
-                    without_errors.push(*guid);
-                }
+                self.sync_object(&mut writes, object, projection, &cloud_ids, joined, counts);
             }
-            queued.extend(writes.exports.iter().map(|e| e.guid.clone()));
+            let exports: Vec<String> = writes.exports.iter().map(|e| e.guid.clone()).collect();
+            let mut tx = self.store.begin().await?;
             writes.flush(&mut tx).await?;
-            tx.clear_errors(&without_errors).await?;
-            tx.clear_pending(&guid_refs).await?;
+            tx.clear_pending(&pending).await?;
             tx.commit().await?;
+            if let Some(queued) = queued.filter(|_| !exports.is_empty()) {
+                // The receiver is gone only when the export stopped (held, or failed).
+                let _ = queued.send(exports);
+            }
             let step = batch.len() as u64;
             synced += step;
             // Beyond the count taken at the start, a running import is adding to it.
@@ -119,45 +114,40 @@ impl SyncContext {
                 "synchronization done"
             );
         }
-        Ok(queued)
+        Ok(())
     }
 
-    /// Syncs one object of a batch; true when it went through, so its earlier errors are
-    /// cleared (the caller does that, and marks the batch synchronized, in one statement each).
-    /// What every in-scope object writes goes to `writes`; the rarer writes go to `tx`.
-    #[allow(clippy::too_many_arguments)]
-    async fn sync_object(
+    /// Syncs one object of a batch into `writes`.
+    fn sync_object(
         &self,
-        tx: &mut Tx,
         writes: &mut BatchWrites,
         object: &AdObject,
         projection: Result<Disposition, String>,
         cloud_ids: &HashMap<String, String>,
         joined: Option<&CloudObject>,
         counts: &mut RunCounts,
-    ) -> Result<bool, SyncError> {
+    ) {
         let guid = object.guid.to_string();
         let dn = object.dn.to_string();
         match projection {
             Err(message) => {
                 counts.errors += 1;
                 tracing::warn!(%dn, %message, "object not synchronized");
-                tx.set_error(&guid, &dn, "sync", &message, self.now())
-                    .await?;
-                return Ok(false);
+                writes.errors.push((guid, dn, message, self.now()));
+                return;
             }
             Ok(Disposition::InScope(projection)) => {
                 let rendered = render(&projection, self.scope.dialect, &|target: &Dn| {
                     cloud_ids.get(target.normalized()).cloned()
                 });
-                self.stage_export(writes, guid, dn, &projection, rendered, joined);
+                self.stage_export(writes, guid.clone(), dn, &projection, rendered, joined);
             }
             Ok(Disposition::OutOfScope(why)) => {
-                tx.forget_metaverse(&guid).await?;
+                writes.left_scope.push(guid.clone());
                 match joined {
                     Some(cloud) => {
                         tracing::info!(%dn, reason = %why, "leaves sync scope: deprovision");
-                        tx.put_pending_export(&PendingExport {
+                        writes.deprovisions.push(PendingExport {
                             guid: guid.clone(),
                             dn,
                             kind: cloud.kind,
@@ -166,19 +156,19 @@ impl SyncContext {
                             doc: json!({}),
                             join: Vec::new(),
                             unresolved: false,
-                        })
-                        .await?;
+                            revision: 0,
+                        });
                     }
                     None => {
-                        tx.delete_pending_export(&guid).await?;
+                        writes.no_export.push(guid.clone());
                         if object.deleted {
-                            tx.forget_ad_object(&guid).await?;
+                            writes.forgotten.push(guid.clone());
                         }
                     }
                 }
             }
         }
-        Ok(true)
+        writes.without_errors.push(guid);
     }
 
     fn stage_export(
@@ -207,7 +197,7 @@ impl SyncContext {
                 ExportAction::Update
             }
             Some(_) => {
-                writes.unchanged.push(guid);
+                writes.no_export.push(guid);
                 return;
             }
         };
@@ -220,12 +210,13 @@ impl SyncContext {
             doc: rendered.doc,
             join: projection.join_in(self.scope.dialect),
             unresolved,
+            revision: 0,
         });
     }
 }
 
-/// What a batch's in-scope objects write, gathered so that each kind of write costs one
-/// statement per batch rather than one per object.
+/// What a batch writes, gathered before its transaction begins so that each kind of write costs
+/// one statement per batch rather than one per object (the rare ones aside).
 #[derive(Default)]
 struct BatchWrites {
     metaverse: Vec<MetaverseRow>,
@@ -233,8 +224,18 @@ struct BatchWrites {
     resolved: Vec<String>,
     unresolved: Vec<String>,
     exports: Vec<PendingExport>,
-    /// Guids whose cloud object already matches: no export.
-    unchanged: Vec<String>,
+    deprovisions: Vec<PendingExport>,
+    /// Guids with nothing to export (their cloud object already matches, or they have none
+    /// and are out of scope).
+    no_export: Vec<String>,
+    /// Out of scope: their metaverse rows go.
+    left_scope: Vec<String>,
+    /// Deleted from AD, out of scope and with no cloud object: forgotten.
+    forgotten: Vec<String>,
+    /// (guid, DN, message, when): objects whose rules failed.
+    errors: Vec<(String, String, String, i64)>,
+    /// The others: their earlier errors are cleared.
+    without_errors: Vec<String>,
 }
 
 impl BatchWrites {
@@ -242,13 +243,24 @@ impl BatchWrites {
         fn refs(guids: &[String]) -> Vec<&str> {
             guids.iter().map(String::as_str).collect()
         }
+        for guid in &self.left_scope {
+            tx.forget_metaverse(guid).await?;
+        }
         tx.put_metaverse(&self.metaverse).await?;
         tx.set_unresolved_refs_of(&refs(&self.resolved), false)
             .await?;
         tx.set_unresolved_refs_of(&refs(&self.unresolved), true)
             .await?;
         tx.put_pending_exports(&self.exports).await?;
-        tx.delete_pending_exports(&refs(&self.unchanged)).await?;
+        tx.put_pending_exports(&self.deprovisions).await?;
+        tx.delete_pending_exports(&refs(&self.no_export)).await?;
+        for guid in &self.forgotten {
+            tx.forget_ad_object(guid).await?;
+        }
+        for (guid, dn, message, at) in &self.errors {
+            tx.set_error(guid, dn, "sync", message, *at).await?;
+        }
+        tx.clear_errors(&refs(&self.without_errors)).await?;
         Ok(())
     }
 }

@@ -940,23 +940,41 @@ impl Tx {
         Ok(())
     }
 
+    /// Runs the statement `sql` makes of a `(guid, revision)` row list on each chunk of
+    /// `revisions`; returns what it returns.
+    async fn per_revision_chunk(
+        &mut self,
+        revisions: &[(&str, i64)],
+        sql: impl Fn(&str) -> String,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        const COLUMNS: usize = 2;
+        let mut rows = Vec::new();
+        for chunk in revisions.chunks(PARAMS_MAX / COLUMNS) {
+            let sql = sql(&value_rows(COLUMNS, chunk.len()));
+            let mut query = sqlx::query(&sql);
+            for (guid, revision) in chunk {
+                query = query.bind(*guid).bind(*revision);
+            }
+            rows.extend(query.fetch_all(self.tx.conn()).await?);
+        }
+        Ok(rows)
+    }
+
     /// Marks these objects synchronized, each only at the revision that was synchronized (one
     /// imported again meanwhile stays pending).
     pub async fn clear_pending(&mut self, synced: &[PendingSync]) -> Result<(), StoreError> {
-        const COLUMNS: usize = 2;
-        for chunk in synced.chunks(PARAMS_MAX / COLUMNS) {
-            let sql = format!(
-                "UPDATE ad_objects SET pending_sync = 0 WHERE (guid, revision) IN (VALUES {})",
-                value_rows(COLUMNS, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for pending in chunk {
-                query = query
-                    .bind(pending.object.guid.to_string())
-                    .bind(pending.revision);
-            }
-            query.execute(self.tx.conn()).await?;
-        }
+        let guids: Vec<String> = synced.iter().map(|p| p.object.guid.to_string()).collect();
+        let revisions: Vec<(&str, i64)> = guids
+            .iter()
+            .map(String::as_str)
+            .zip(synced.iter().map(|p| p.revision))
+            .collect();
+        self.per_revision_chunk(&revisions, |rows| {
+            format!(
+                "UPDATE ad_objects SET pending_sync = 0 WHERE (guid, revision) IN (VALUES {rows})"
+            )
+        })
+        .await?;
         Ok(())
     }
 
@@ -1092,22 +1110,19 @@ impl Tx {
         &mut self,
         sent: &[&PendingExport],
     ) -> Result<HashSet<String>, StoreError> {
-        const COLUMNS: usize = 2;
-        let mut removed = HashSet::with_capacity(sent.len());
-        for chunk in sent.chunks(PARAMS_MAX / COLUMNS) {
-            let sql = format!(
-                "DELETE FROM pending_exports WHERE (guid, revision) IN (VALUES {}) RETURNING guid",
-                value_rows(COLUMNS, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for export in chunk {
-                query = query.bind(&export.guid).bind(export.revision);
-            }
-            for row in query.fetch_all(self.tx.conn()).await? {
-                removed.insert(row.try_get("guid")?);
-            }
-        }
-        Ok(removed)
+        let revisions: Vec<(&str, i64)> = sent
+            .iter()
+            .map(|export| (export.guid.as_str(), export.revision))
+            .collect();
+        self.per_revision_chunk(&revisions, |rows| {
+            format!(
+                "DELETE FROM pending_exports WHERE (guid, revision) IN (VALUES {rows}) RETURNING guid"
+            )
+        })
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get("guid")?))
+        .collect()
     }
 
     pub async fn put_cloud_object(&mut self, object: &CloudObject) -> Result<(), StoreError> {

@@ -554,33 +554,42 @@ impl SyncContext {
                 Err(failure) => outcomes.push(Err(failure)),
             }
         }
-        let sent: Vec<Write> = writes.iter().map(|(_, w)| w.clone()).collect();
+        // Documents are not copied more than needed: a group's can hold tens of thousands of
+        // members. A created object's confirmed document is the body that created it.
+        let (positions, sent): (Vec<usize>, Vec<Write>) = writes.into_iter().unzip();
         match client.write_all(&sent).await {
             Ok(results) => {
-                for ((position, write), result) in writes.into_iter().zip(results) {
+                for ((&position, write), result) in positions.iter().zip(&sent).zip(results) {
                     let (Some(export), Some(slot)) =
                         (chunk.get(position), outcomes.get_mut(position))
                     else {
                         continue;
                     };
                     *slot = self
-                        .after_write(client, matcher, export, &write, result)
+                        .after_write(client, matcher, export, write, result)
                         .await;
                 }
             }
             Err(e) => {
                 let message = e.to_string();
-                for (position, _) in writes {
+                for &position in &positions {
                     if let Some(slot) = outcomes.get_mut(position) {
                         *slot = Err(ExportFailure::Batch(message.clone()));
                     }
                 }
             }
         }
+        let mut created: Vec<Option<Value>> = vec![None; chunk.len()];
+        for (position, write) in positions.into_iter().zip(sent) {
+            if let (Write::Create { body, .. }, Some(slot)) = (write, created.get_mut(position)) {
+                *slot = Some(body);
+            }
+        }
         chunk
             .iter()
             .zip(outcomes)
-            .map(|(export, outcome)| {
+            .zip(created)
+            .map(|((export, outcome), created)| {
                 outcome.map(|id| {
                     id.filter(|_| export.action != ExportAction::Deprovision)
                         .map(|cloud_id| CloudObject {
@@ -588,7 +597,7 @@ impl SyncContext {
                             kind: export.kind,
                             cloud_id,
                             anchor: export.anchor.clone(),
-                            doc: export.doc.clone(),
+                            doc: created.unwrap_or_else(|| export.doc.clone()),
                         })
                 })
             })

@@ -117,6 +117,10 @@ struct PendingPages {
 /// The chunks in flight drain at the end of each page, so pages are not small.
 const EXPORT_PAGE: usize = 2000;
 
+/// A page also ends once its documents reach this size: a page of users stays whole, one of
+/// groups with many members is cut short (parsed, it would take ~15 times as much).
+const EXPORT_PAGE_DOC_BYTES: usize = 4 << 20;
+
 impl PendingPages {
     fn new(only: Vec<String>) -> Self {
         Self {
@@ -131,17 +135,24 @@ impl PendingPages {
             return Ok(None);
         }
         let page = if self.only.is_empty() {
-            let page = store
-                .pending_exports_after(self.cursor.as_ref(), EXPORT_PAGE as i64)
+            let (page, left) = store
+                .pending_exports_after(
+                    self.cursor.as_ref(),
+                    EXPORT_PAGE as i64,
+                    EXPORT_PAGE_DOC_BYTES,
+                )
                 .await?;
             self.cursor = page.last().map(PendingCursor::after);
-            self.done = page.len() < EXPORT_PAGE;
+            self.done = left.is_empty() && page.len() < EXPORT_PAGE;
             page
         } else {
             let rest = self.only.split_off(self.only.len().min(EXPORT_PAGE));
             let guids: Vec<&str> = self.only.iter().map(String::as_str).collect();
-            let page = store.pending_exports_of(&guids).await?;
-            self.only = rest;
+            let (page, mut left) = store
+                .pending_exports_of(&guids, EXPORT_PAGE_DOC_BYTES)
+                .await?;
+            left.extend(rest);
+            self.only = left;
             self.done = self.only.is_empty();
             page
         };

@@ -289,6 +289,45 @@ fn parse_pending(row: &AnyRow) -> Result<PendingExport, StoreError> {
     })
 }
 
+/// A page of pending exports bounded by the size of their documents: a group's can hold tens
+/// of thousands of members, and parsed, a member takes some 700 bytes. Rows are parsed in order
+/// until the documents taken reach the budget (the first is always taken); the rest are left,
+/// by guid, for a later page.
+struct PendingWithin {
+    max_doc_bytes: usize,
+    doc_bytes: usize,
+    taken: Vec<PendingExport>,
+    left: Vec<String>,
+}
+
+impl PendingWithin {
+    fn new(max_doc_bytes: usize) -> Self {
+        Self {
+            max_doc_bytes,
+            doc_bytes: 0,
+            taken: Vec::new(),
+            left: Vec::new(),
+        }
+    }
+
+    fn full(&self) -> bool {
+        !self.taken.is_empty() && self.doc_bytes >= self.max_doc_bytes
+    }
+
+    fn take(&mut self, rows: &[AnyRow]) -> Result<(), StoreError> {
+        for row in rows {
+            if self.full() {
+                self.left.push(row.try_get("guid")?);
+                continue;
+            }
+            let export = parse_pending(row)?;
+            self.doc_bytes += row.try_get::<&str, _>("doc")?.len();
+            self.taken.push(export);
+        }
+        Ok(())
+    }
+}
+
 impl SyncStore {
     pub async fn open(url: &Secret) -> Result<Self, StoreError> {
         let store = Self {
@@ -508,12 +547,14 @@ impl SyncStore {
     }
 
     /// Pending exports after `after` (users first, then groups, then contacts; by guid,
-    /// descending, within a kind: the order of the index), `limit` at a time.
+    /// descending, within a kind: the order of the index), up to `limit` and `max_doc_bytes`
+    /// (see [`PendingWithin`]); with the guids of the rows left over for the budget.
     pub async fn pending_exports_after(
         &self,
         after: Option<&PendingCursor>,
         limit: i64,
-    ) -> Result<Vec<PendingExport>, StoreError> {
+        max_doc_bytes: usize,
+    ) -> Result<(Vec<PendingExport>, Vec<String>), StoreError> {
         let sql = match after {
             None => format!("{PENDING_SELECT} ORDER BY kind DESC, guid DESC LIMIT $1"),
             Some(_) => format!(
@@ -525,33 +566,36 @@ impl SyncStore {
         if let Some(cursor) = after {
             query = query.bind(&cursor.kind).bind(&cursor.guid);
         }
-        query
-            .fetch_all(self.db.pool())
-            .await?
-            .iter()
-            .map(parse_pending)
-            .collect()
+        let rows = query.fetch_all(self.db.pool()).await?;
+        let mut page = PendingWithin::new(max_doc_bytes);
+        page.take(&rows)?;
+        Ok((page.taken, page.left))
     }
 
-    /// The pending exports of these objects (those that still have one), in export order.
+    /// The pending exports of these objects (those that still have one), in export order, up
+    /// to `max_doc_bytes` (see [`PendingWithin`]); with the guids left over for the
+    /// budget.
     pub async fn pending_exports_of(
         &self,
         guids: &[&str],
-    ) -> Result<Vec<PendingExport>, StoreError> {
-        let mut found = Vec::with_capacity(guids.len());
+        max_doc_bytes: usize,
+    ) -> Result<(Vec<PendingExport>, Vec<String>), StoreError> {
+        let mut page = PendingWithin::new(max_doc_bytes);
         for chunk in guids.chunks(PARAMS_MAX) {
+            if page.full() {
+                page.left.extend(chunk.iter().map(|g| g.to_string()));
+                continue;
+            }
             let sql = format!(
                 "{PENDING_SELECT} WHERE guid IN ({}) ORDER BY kind DESC, guid",
                 params(1, chunk.len())
             );
-            for row in bind_all(sqlx::query(&sql), chunk)
+            let rows = bind_all(sqlx::query(&sql), chunk)
                 .fetch_all(self.db.pool())
-                .await?
-            {
-                found.push(parse_pending(&row)?);
-            }
+                .await?;
+            page.take(&rows)?;
         }
-        Ok(found)
+        Ok((page.taken, page.left))
     }
 
     /// How many exports are pending, and how many of them are deprovisions.
@@ -1301,8 +1345,8 @@ mod tests {
 
     /// An export rewritten while an earlier version was sent stays pending when the sent
     /// version is confirmed; one left alone is removed. Likewise for synchronization.
-    async fn done_marks_only_the_revision_read(url: Secret) {
-        let export = |guid: &str, title: &str| PendingExport {
+    fn export(guid: &str, title: &str) -> PendingExport {
+        PendingExport {
             guid: guid.into(),
             dn: format!("CN={guid},DC=lab"),
             kind: CloudKind::User,
@@ -1312,14 +1356,20 @@ mod tests {
             join: Vec::new(),
             unresolved: false,
             revision: 0,
-        };
+        }
+    }
+
+    async fn done_marks_only_the_revision_read(url: Secret) {
         let store = SyncStore::open(&url).await.unwrap();
         let mut tx = store.begin().await.unwrap();
         tx.put_pending_exports(&[export("ann", "old"), export("bob", "old")])
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let sent = store.pending_exports_of(&["ann", "bob"]).await.unwrap();
+        let (sent, _) = store
+            .pending_exports_of(&["ann", "bob"], usize::MAX)
+            .await
+            .unwrap();
         assert_eq!(sent.len(), 2);
         // Synchronized again while on the wire.
         let mut tx = store.begin().await.unwrap();
@@ -1363,6 +1413,56 @@ mod tests {
         tx.commit().await.unwrap();
         assert_eq!(store.pending_sync_count().await.unwrap(), 0);
     }
+
+    /// A page of pending exports ends when its documents reach the budget; what is left over
+    /// is named, and nothing is lost or read twice.
+    async fn export_pages_are_bounded_by_document_size(url: Secret) {
+        let store = SyncStore::open(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let big = "x".repeat(1000);
+        tx.put_pending_exports(&[export("ann", &big), export("bob", &big), export("cy", &big)])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // Two documents pass 1,500 bytes: the page stops after the second.
+        let (page, left) = store.pending_exports_after(None, 10, 1500).await.unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(left.len(), 1);
+        let cursor = PendingCursor::after(&page[1]);
+        let (rest, left) = store
+            .pending_exports_after(Some(&cursor), 10, 1500)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 1);
+        assert!(left.is_empty());
+        let mut seen: Vec<String> = page.iter().chain(&rest).map(|e| e.guid.clone()).collect();
+        seen.sort();
+        assert_eq!(seen, ["ann", "bob", "cy"]);
+        // By guid: one document over the budget still makes a page of one.
+        let (page, mut left) = store
+            .pending_exports_of(&["cy", "ann", "gone", "bob"], 10)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        left.sort();
+        let mut expected: Vec<String> = ["ann", "bob", "cy"]
+            .into_iter()
+            .filter(|g| *g != page[0].guid)
+            .map(String::from)
+            .collect();
+        expected.sort();
+        assert_eq!(
+            left, expected,
+            "the absent guid is not left over, the others are"
+        );
+    }
+
+    idbridge_testkit::on_sqlite_and_postgres!(
+        export_pages_on_sqlite,
+        export_pages_on_postgres,
+        "export pages",
+        async |url: String| export_pages_are_bounded_by_document_size(Secret::new(url)).await
+    );
 
     idbridge_testkit::on_sqlite_and_postgres!(
         revisions_on_sqlite,

@@ -90,7 +90,7 @@ impl SyncContext {
             written.notify_one();
             result
         };
-        let (queued, mut to_export) = tokio::sync::mpsc::unbounded_channel();
+        let (queued, to_export) = tokio::sync::mpsc::unbounded_channel();
         let mut sync_counts = RunCounts::default();
         let synchronize = async {
             let queued = queued;
@@ -107,6 +107,8 @@ impl SyncContext {
             }
         };
         let export = async {
+            // Dropped when the export stops (held, or failed), so synchronization stops queuing.
+            let mut to_export = to_export;
             let mut joined_seen = 0;
             let mut released = Vec::new();
             loop {

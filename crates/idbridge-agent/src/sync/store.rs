@@ -548,7 +548,7 @@ impl SyncStore {
 
     /// Pending exports after `after` (users first, then groups, then contacts; by guid,
     /// descending, within a kind: the order of the index), up to `limit` and `max_doc_bytes`
-    /// (see [`PendingWithin`]); with the guids of the rows left over for the budget.
+    /// (a page bounded by document size); with the guids of the rows left over for the budget.
     pub async fn pending_exports_after(
         &self,
         after: Option<&PendingCursor>,
@@ -573,7 +573,7 @@ impl SyncStore {
     }
 
     /// The pending exports of these objects (those that still have one), in export order, up
-    /// to `max_doc_bytes` (see [`PendingWithin`]); with the guids left over for the
+    /// to `max_doc_bytes` (a page bounded by document size); with the guids left over for the
     /// budget.
     pub async fn pending_exports_of(
         &self,
@@ -1343,8 +1343,6 @@ mod tests {
         );
     }
 
-    /// An export rewritten while an earlier version was sent stays pending when the sent
-    /// version is confirmed; one left alone is removed. Likewise for synchronization.
     fn export(guid: &str, title: &str) -> PendingExport {
         PendingExport {
             guid: guid.into(),
@@ -1359,6 +1357,8 @@ mod tests {
         }
     }
 
+    /// An export rewritten while an earlier version was sent stays pending when the sent
+    /// version is confirmed; one left alone is removed. Likewise for synchronization.
     async fn done_marks_only_the_revision_read(url: Secret) {
         let store = SyncStore::open(&url).await.unwrap();
         let mut tx = store.begin().await.unwrap();

@@ -961,14 +961,6 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn mark_pending(&mut self, guid: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ad_objects SET pending_sync = 1 WHERE guid = $1")
-            .bind(guid)
-            .execute(self.tx.conn())
-            .await?;
-        Ok(())
-    }
-
     /// Runs the statement `sql` makes of an `IN` list for each chunk of `keys`, bound to it.
     async fn execute_per_chunk(
         &mut self,
@@ -1100,10 +1092,6 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn put_pending_export(&mut self, export: &PendingExport) -> Result<(), StoreError> {
-        self.put_pending_exports(std::slice::from_ref(export)).await
-    }
-
     /// Writes pending exports in as few statements as the bind limit allows.
     pub async fn put_pending_exports(
         &mut self,
@@ -1135,10 +1123,6 @@ impl Tx {
             query.execute(self.tx.conn()).await?;
         }
         Ok(())
-    }
-
-    pub async fn delete_pending_export(&mut self, guid: &str) -> Result<(), StoreError> {
-        self.delete_pending_exports(&[guid]).await
     }
 
     pub async fn delete_pending_exports(&mut self, guids: &[&str]) -> Result<(), StoreError> {
@@ -1373,7 +1357,9 @@ mod tests {
         assert_eq!(sent.len(), 2);
         // Synchronized again while on the wire.
         let mut tx = store.begin().await.unwrap();
-        tx.put_pending_export(&export("ann", "new")).await.unwrap();
+        tx.put_pending_exports(&[export("ann", "new")])
+            .await
+            .unwrap();
         let sent: Vec<&PendingExport> = sent.iter().collect();
         let removed = tx.delete_sent_exports(&sent).await.unwrap();
         tx.commit().await.unwrap();

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use idbridge_core::Secret;
 pub use idbridge_db::Backend;
-use idbridge_db::{Database, DbError, DbTx, Schema};
+use idbridge_db::{Database, DbError, DbTx, Schema, SqliteUse};
 use idbridge_scim::ResourceKind;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -245,7 +245,7 @@ impl Store {
     /// Connects, and creates or upgrades the schema.
     pub async fn open(url: &Secret) -> Result<Self, StoreError> {
         Ok(Self {
-            db: Database::open(url, &SCHEMA).await?,
+            db: Database::open(url, &SCHEMA, SqliteUse::Concurrent).await?,
         })
     }
 
@@ -274,7 +274,9 @@ impl Store {
         if index.as_ref().is_some_and(|i| i.values.is_empty()) {
             return Ok(Vec::new());
         }
-        let sql = live_resources_sql(index.as_ref());
+        let sql = self
+            .backend()
+            .positional(live_resources_sql(index.as_ref()));
         let mut query = sqlx::query(&sql).bind(kind_str(kind));
         for value in index.iter().flat_map(|i| &i.values) {
             query = query.bind(value.as_str());
@@ -472,7 +474,7 @@ impl Store {
 
     /// Audit entries outside a transaction (sign-in failures, refused requests).
     pub async fn record_audit(&self, entry: &AuditEntry<'_>) -> Result<(), StoreError> {
-        insert_audit(self.db.pool(), &[entry.into()]).await
+        insert_audit(self.db.pool(), self.backend(), &[entry.into()]).await
     }
 }
 
@@ -491,12 +493,13 @@ const AUDIT_COLUMNS: usize = 6;
 /// Audit entries in one statement.
 async fn insert_audit<'e, E: Executor<'e, Database = Any>>(
     e: E,
+    backend: Backend,
     entries: &[OwnedAuditEntry],
 ) -> Result<(), StoreError> {
-    let sql = format!(
+    let sql = backend.positional(format!(
         "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES {}",
         idbridge_db::value_rows(AUDIT_COLUMNS, entries.len())
-    );
+    ));
     let mut query = sqlx::query(&sql);
     for entry in entries {
         query = query
@@ -537,7 +540,8 @@ impl From<&AuditEntry<'_>> for OwnedAuditEntry {
 impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         for chunk in self.audit.chunks(idbridge_db::PARAMS_MAX / AUDIT_COLUMNS) {
-            insert_audit(self.tx.conn(), chunk).await?;
+            let backend = self.tx.backend();
+            insert_audit(self.tx.conn(), backend, chunk).await?;
         }
         Ok(self.tx.commit().await?)
     }

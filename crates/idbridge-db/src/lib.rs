@@ -39,6 +39,40 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// `sql` as this backend binds it cheapest. SQLite finds a numbered parameter (`$n`) by
+    /// scanning the statement's parameter names, so binding the hundreds of a chunked statement
+    /// took longer than running it; an anonymous `?` binds by position. On SQLite the numbered
+    /// parameters become `?` when they appear in order, each once, outside quoted text (how the
+    /// stores write them); any other statement is left as it is.
+    pub fn positional(self, sql: String) -> String {
+        if self != Self::Sqlite {
+            return sql;
+        }
+        let mut out = String::with_capacity(sql.len());
+        let mut next = 1usize;
+        let mut quoted = false;
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\'' {
+                quoted = !quoted;
+            }
+            if c != '$' || quoted {
+                out.push(c);
+                continue;
+            }
+            let mut number = String::new();
+            while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                number.push(digit);
+            }
+            if number.parse::<usize>().ok() != Some(next) {
+                return sql;
+            }
+            next += 1;
+            out.push('?');
+        }
+        out
+    }
+
     fn of(url: &str) -> Result<Self, DbError> {
         if url.starts_with("sqlite:") {
             Ok(Self::Sqlite)
@@ -68,32 +102,55 @@ pub struct Database {
 /// `commit`, it rolls back.
 pub struct DbTx {
     tx: Transaction<'static, Any>,
+    backend: Backend,
     _writer: Option<OwnedMutexGuard<()>>,
+}
+
+/// How a process uses its SQLite file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqliteUse {
+    /// One sequence of steps that reads what it has just written (the agent's sync): one
+    /// connection, since SQLite empties a connection's page cache whenever another one has
+    /// committed, with a larger cache; statement journals (the pages a multi-row statement
+    /// changes, kept to undo it alone) in memory, not written to a file page by page. Its
+    /// statements must change bounded numbers of rows: a journal holds them all.
+    Sequential,
+    /// Concurrent requests (the cloud): several connections, so reads go on beside the writer.
+    Concurrent,
 }
 
 impl Database {
     /// Connects, and creates or upgrades `schema`.
-    pub async fn open(url: &Secret, schema: &Schema) -> Result<Self, DbError> {
+    pub async fn open(url: &Secret, schema: &Schema, sqlite: SqliteUse) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let url = url.expose();
         let backend = Backend::of(url)?;
+        let (connections, cache_kib, temp_store) = match sqlite {
+            SqliteUse::Sequential => (1, 65536, "MEMORY"),
+            SqliteUse::Concurrent => (4, 16384, "DEFAULT"),
+        };
         let options = AnyPoolOptions::new().max_connections(match backend {
-            Backend::Sqlite => 4,
+            Backend::Sqlite => connections,
             Backend::Postgres => 16,
         });
         let options = match backend {
-            Backend::Sqlite => options.after_connect(|conn, _| {
+            Backend::Sqlite => options.after_connect(move |conn, _| {
                 Box::pin(async move {
-                    // A page cache of 16 MiB per connection instead of 2: a batch of 500
-                    // objects with random GUIDs dirties about as many pages of one table, which
-                    // spilled from the default cache and were read back again (a full sync at
-                    // 100k: see BENCHMARKS.md; 32 MiB cost the agent's 500 MB budget). A WAL of
-                    // 32 MiB instead of 4 before it is copied into the database: a page written
-                    // by many transactions is copied once.
+                    // Page caches of 64 MiB for one connection or 16 MiB for each of several
+                    // (the default is 2): a batch of 500 objects with random GUIDs dirties
+                    // about as many pages of each index, which spilled from a smaller cache
+                    // and were read back (a full sync at 100k: see BENCHMARKS.md). A WAL of
+                    // 256 MiB before it is copied into the database: a page that many
+                    // transactions write (an index's) is copied, and the file synced, once per
+                    // checkpoint.
                     conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16384; \
-                         PRAGMA wal_autocheckpoint = 8192;",
+                        format!(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{cache_kib}; \
+                             PRAGMA wal_autocheckpoint = 65536; \
+                             PRAGMA temp_store = {temp_store};"
+                        )
+                        .as_str(),
                     )
                     .await?;
                     Ok(())
@@ -152,6 +209,7 @@ impl Database {
         let Some(lock) = &self.write_lock else {
             return Ok(DbTx {
                 tx: self.pool.begin().await?,
+                backend: self.backend,
                 _writer: None,
             });
         };
@@ -162,6 +220,7 @@ impl Database {
         // at once with "database is locked" when it meets that lock on its first write.
         Ok(DbTx {
             tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            backend: self.backend,
             _writer: Some(writer),
         })
     }
@@ -171,6 +230,10 @@ impl DbTx {
     pub async fn commit(self) -> Result<(), DbError> {
         self.tx.commit().await?;
         Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// The connection to run queries on inside this transaction.
@@ -202,8 +265,8 @@ impl DbTx {
 /// Bind parameters per statement for lists and multi-row `VALUES`: far below SQLite's and
 /// PostgreSQL's limits. Not smaller: each statement is a round trip to the database (on SQLite
 /// to its thread, whose reads outside a transaction may find their cache emptied by a commit),
-/// and 100 made a full sync at 100k slower, although SQLite looks a numbered parameter (`$n`)
-/// up by a scan of the statement's names, so binding 500 costs about 1 us per parameter.
+/// and 100 made a full sync at 100k slower (binding is cheap once SQLite binds by position:
+/// [`Backend::positional`]).
 pub const PARAMS_MAX: usize = 500;
 
 /// `$first, ... $(first + n - 1)`: a list of `n` parameters after `first - 1` others.
@@ -228,6 +291,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sqlite_binds_parameters_in_order_by_position() {
+        let sqlite = |sql: &str| Backend::Sqlite.positional(sql.to_owned());
+        assert_eq!(
+            sqlite("UPDATE t SET a = $1 WHERE k IN ($2, $3)"),
+            "UPDATE t SET a = ? WHERE k IN (?, ?)"
+        );
+        assert_eq!(
+            sqlite(&format!("VALUES {}", value_rows(2, 6)))
+                .matches('?')
+                .count(),
+            12
+        );
+        assert_eq!(sqlite("SELECT '$1', $1"), "SELECT '$1', ?");
+        for kept in ["SELECT $2, $1", "SELECT $1, $1", "SELECT $", "SELECT $x"] {
+            assert_eq!(sqlite(kept), kept);
+        }
+        let postgres = "SELECT $1";
+        assert_eq!(Backend::Postgres.positional(postgres.to_owned()), postgres);
+    }
+
+    #[test]
     fn placeholders_number_on_from_where_they_start() {
         assert_eq!(params(1, 3), "$1, $2, $3");
         assert_eq!(params(2, 2), "$2, $3");
@@ -248,7 +332,9 @@ mod tests {
     async fn a_writer_waits_out_a_write_lock_still_held_by_a_dropped_transaction() {
         let file = idbridge_testkit::TestSqlite::create("db").unwrap();
         let url = Secret::new(file.url());
-        let db = Database::open(&url, &SCHEMA).await.unwrap();
+        let db = Database::open(&url, &SCHEMA, SqliteUse::Concurrent)
+            .await
+            .unwrap();
         // The dropped transaction, slowed down: a connection holding the write lock a while.
         let mut lingering = db.pool().acquire().await.unwrap();
         lingering.execute("BEGIN IMMEDIATE").await.unwrap();

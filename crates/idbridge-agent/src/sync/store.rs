@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use idbridge_core::{Dn, ObjectGuid, Secret};
-use idbridge_db::{params, value_rows, Database, DbError, DbTx, Schema, PARAMS_MAX};
+use idbridge_db::{params, value_rows, Database, DbError, DbTx, Schema, SqliteUse, PARAMS_MAX};
 use idbridge_engine::{decode_values, AdObject, CloudKind};
 use serde::Serialize;
 use serde_json::Value;
@@ -21,6 +21,7 @@ const LINKS_MIGRATION: &str = include_str!("../../migrations/common/0002_links.s
 const PENDING_ORDER_MIGRATION: &str =
     include_str!("../../migrations/common/0003_pending_order.sql");
 const REVISIONS_MIGRATION: &str = include_str!("../../migrations/common/0004_revisions.sql");
+const INDEXES_MIGRATION: &str = include_str!("../../migrations/common/0005_indexes.sql");
 const SCHEMA: Schema = Schema {
     version_table: "agent_schema",
     sqlite: &[
@@ -28,12 +29,14 @@ const SCHEMA: Schema = Schema {
         (2, LINKS_MIGRATION),
         (3, PENDING_ORDER_MIGRATION),
         (4, REVISIONS_MIGRATION),
+        (5, INDEXES_MIGRATION),
     ],
     postgres: &[
         (1, include_str!("../../migrations/postgres/0001_sync.sql")),
         (2, LINKS_MIGRATION),
         (3, PENDING_ORDER_MIGRATION),
         (4, REVISIONS_MIGRATION),
+        (5, INDEXES_MIGRATION),
     ],
 };
 
@@ -243,6 +246,38 @@ impl PendingCursor {
     }
 }
 
+/// The next objects waiting for synchronization, in guid order.
+const PENDING_SYNC: &str = "SELECT guid, dn, class, attrs, deleted, revision FROM ad_objects \
+     WHERE pending_sync = 1 AND guid > $1 ORDER BY guid LIMIT $2";
+
+/// Objects whose references waited for targets: synchronized again.
+const RETRY_UNRESOLVED: &str = "UPDATE ad_objects SET pending_sync = 1 WHERE unresolved_refs = 1";
+
+/// The condition "(guid, revision) is one of `rows`" (a multi-row `VALUES`). Written as a
+/// subquery: SQLite answers a row value `IN (VALUES ...)` by reading the whole table.
+fn at_revisions(rows: &str) -> String {
+    format!("(guid, revision) IN (SELECT * FROM (VALUES {rows}) AS sent)")
+}
+
+/// Marks synchronized the objects at the revisions in `rows`.
+fn clear_pending_sql(rows: &str) -> String {
+    format!(
+        "UPDATE ad_objects SET pending_sync = 0 WHERE {}",
+        at_revisions(rows)
+    )
+}
+
+/// Removes the pending exports at the revisions in `rows`; returns the guids removed.
+fn delete_sent_sql(rows: &str) -> String {
+    format!(
+        "DELETE FROM pending_exports WHERE {} RETURNING guid",
+        at_revisions(rows)
+    )
+}
+
+/// Objects per statement when every object is marked for synchronization.
+const MARK_PENDING_RANGE: i64 = 2_000;
+
 /// Objects per transaction when `ad_links` is filled on upgrade.
 const LINK_INDEX_PAGE: i64 = 1_000;
 
@@ -331,7 +366,7 @@ impl PendingWithin {
 impl SyncStore {
     pub async fn open(url: &Secret) -> Result<Self, StoreError> {
         let store = Self {
-            db: Database::open(url, &SCHEMA).await?,
+            db: Database::open(url, &SCHEMA, SqliteUse::Sequential).await?,
         };
         if store.state(LINKS_KEY).await?.is_none() {
             store.index_links().await?;
@@ -366,6 +401,11 @@ impl SyncStore {
         let mut tx = self.begin().await?;
         tx.set_state(LINKS_KEY, "1").await?;
         tx.commit().await
+    }
+
+    /// A chunked statement as the backend binds it cheapest ([`idbridge_db::Backend::positional`]).
+    fn positional(&self, sql: String) -> String {
+        self.db.backend().positional(sql)
     }
 
     pub async fn begin(&self) -> Result<Tx, StoreError> {
@@ -406,22 +446,19 @@ impl SyncStore {
         after: &str,
         limit: i64,
     ) -> Result<Vec<PendingSync>, StoreError> {
-        sqlx::query(
-            "SELECT guid, dn, class, attrs, deleted, revision FROM ad_objects \
-             WHERE pending_sync = 1 AND guid > $1 ORDER BY guid LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(self.db.pool())
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(PendingSync {
-                object: parse_ad_object(row)?,
-                revision: row.try_get("revision")?,
+        sqlx::query(PENDING_SYNC)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(PendingSync {
+                    object: parse_ad_object(row)?,
+                    revision: row.try_get("revision")?,
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     /// Deletions an administrator let through the threshold (`idbridge sync allow-deletes`).
@@ -490,11 +527,11 @@ impl SyncStore {
         let keys: Vec<&str> = dn_keys.iter().map(String::as_str).collect();
         let mut ids = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(PARAMS_MAX) {
-            let sql = format!(
+            let sql = self.positional(format!(
                 "SELECT a.dn_key, c.cloud_id FROM ad_objects a JOIN cloud_objects c \
                  ON a.guid = c.guid WHERE a.dn_key IN ({})",
                 params(1, chunk.len())
-            );
+            ));
             for row in bind_all(sqlx::query(&sql), chunk)
                 .fetch_all(self.db.pool())
                 .await?
@@ -512,10 +549,10 @@ impl SyncStore {
     ) -> Result<HashMap<String, CloudObject>, StoreError> {
         let mut found = HashMap::with_capacity(guids.len());
         for chunk in guids.chunks(PARAMS_MAX) {
-            let sql = format!(
+            let sql = self.positional(format!(
                 "SELECT guid, kind, cloud_id, anchor, doc FROM cloud_objects WHERE guid IN ({})",
                 params(1, chunk.len())
-            );
+            ));
             for row in bind_all(sqlx::query(&sql), chunk)
                 .fetch_all(self.db.pool())
                 .await?
@@ -586,10 +623,10 @@ impl SyncStore {
                 page.left.extend(chunk.iter().map(|g| g.to_string()));
                 continue;
             }
-            let sql = format!(
+            let sql = self.positional(format!(
                 "{PENDING_SELECT} WHERE guid IN ({}) ORDER BY kind DESC, guid",
                 params(1, chunk.len())
-            );
+            ));
             let rows = bind_all(sqlx::query(&sql), chunk)
                 .fetch_all(self.db.pool())
                 .await?;
@@ -749,6 +786,11 @@ impl Tx {
         Ok(self.tx.commit().await?)
     }
 
+    /// A chunked statement as the backend binds it cheapest ([`idbridge_db::Backend::positional`]).
+    fn positional(&self, sql: String) -> String {
+        self.tx.backend().positional(sql)
+    }
+
     /// The cookie the next DirSync pass starts from, and the USN through which the DC's changes
     /// are in the store (a USN read moves it; the cookie stays).
     pub async fn set_cookie(&mut self, cookie: &[u8], applied_usn: u64) -> Result<(), StoreError> {
@@ -820,7 +862,7 @@ impl Tx {
     ) -> Result<(), StoreError> {
         const COLUMNS: usize = 7;
         for chunk in objects.chunks(PARAMS_MAX / COLUMNS) {
-            let sql = format!(
+            let sql = self.positional(format!(
                 // pending_sync defaults to 1.
                 "INSERT INTO ad_objects (guid, dn, dn_key, class, attrs, deleted, import_generation) \
                  VALUES {} \
@@ -829,7 +871,7 @@ impl Tx {
                  pending_sync = 1, import_generation = excluded.import_generation, \
                  revision = ad_objects.revision + 1",
                 value_rows(COLUMNS, chunk.len())
-            );
+            ));
             let mut query = sqlx::query(&sql);
             for object in chunk {
                 query = query
@@ -867,10 +909,10 @@ impl Tx {
         const COLUMNS: usize = 2;
         for chunk in links.chunks(PARAMS_MAX / COLUMNS) {
             // Two processes filling the index of an upgraded store at once write the same rows.
-            let sql = format!(
+            let sql = self.positional(format!(
                 "INSERT INTO ad_links (source, target) VALUES {} ON CONFLICT DO NOTHING",
                 value_rows(COLUMNS, chunk.len())
-            );
+            ));
             let mut query = sqlx::query(&sql);
             for (source, target) in chunk {
                 query = query.bind(*source).bind(target);
@@ -901,10 +943,10 @@ impl Tx {
         generation: i64,
     ) -> Result<(), StoreError> {
         for chunk in guids.chunks(PARAMS_MAX) {
-            let sql = format!(
+            let sql = self.positional(format!(
                 "UPDATE ad_objects SET import_generation = $1 WHERE guid IN ({})",
                 params(2, chunk.len())
-            );
+            ));
             bind_all(sqlx::query(&sql).bind(generation), chunk)
                 .execute(self.tx.conn())
                 .await?;
@@ -920,10 +962,10 @@ impl Tx {
     ) -> Result<HashMap<String, StoredAdObject>, StoreError> {
         let mut found = HashMap::with_capacity(guids.len());
         for chunk in guids.chunks(PARAMS_MAX) {
-            let sql = format!(
+            let sql = self.positional(format!(
                 "SELECT guid, dn, class, attrs, deleted FROM ad_objects WHERE guid IN ({})",
                 params(1, chunk.len())
-            );
+            ));
             for row in bind_all(sqlx::query(&sql), chunk)
                 .fetch_all(self.tx.conn())
                 .await?
@@ -954,11 +996,30 @@ impl Tx {
         Ok(done.rows_affected())
     }
 
+    /// Marks every object for synchronization, a range of guids per statement: on SQLite a
+    /// statement's journal holds in memory every page it changes.
     pub async fn mark_all_pending(&mut self) -> Result<(), StoreError> {
-        sqlx::query("UPDATE ad_objects SET pending_sync = 1")
-            .execute(self.tx.conn())
-            .await?;
-        Ok(())
+        let mut after = String::new();
+        loop {
+            let last: Option<String> = sqlx::query(
+                "SELECT MAX(guid) AS last FROM \
+                 (SELECT guid FROM ad_objects WHERE guid > $1 ORDER BY guid LIMIT $2) AS range",
+            )
+            .bind(&after)
+            .bind(MARK_PENDING_RANGE)
+            .fetch_one(self.tx.conn())
+            .await?
+            .try_get("last")?;
+            let Some(last) = last else {
+                return Ok(());
+            };
+            sqlx::query("UPDATE ad_objects SET pending_sync = 1 WHERE guid > $1 AND guid <= $2")
+                .bind(&after)
+                .bind(&last)
+                .execute(self.tx.conn())
+                .await?;
+            after = last;
+        }
     }
 
     /// Runs the statement `sql` makes of an `IN` list for each chunk of `keys`, bound to it.
@@ -968,7 +1029,7 @@ impl Tx {
         sql: impl Fn(&str) -> String,
     ) -> Result<(), StoreError> {
         for chunk in keys.chunks(PARAMS_MAX) {
-            let sql = sql(&params(1, chunk.len()));
+            let sql = self.positional(sql(&params(1, chunk.len())));
             bind_all(sqlx::query(&sql), chunk)
                 .execute(self.tx.conn())
                 .await?;
@@ -986,7 +1047,7 @@ impl Tx {
         const COLUMNS: usize = 2;
         let mut rows = Vec::new();
         for chunk in revisions.chunks(PARAMS_MAX / COLUMNS) {
-            let sql = sql(&value_rows(COLUMNS, chunk.len()));
+            let sql = self.positional(sql(&value_rows(COLUMNS, chunk.len())));
             let mut query = sqlx::query(&sql);
             for (guid, revision) in chunk {
                 query = query.bind(*guid).bind(*revision);
@@ -1005,12 +1066,8 @@ impl Tx {
             .map(String::as_str)
             .zip(synced.iter().map(|p| p.revision))
             .collect();
-        self.per_revision_chunk(&revisions, |rows| {
-            format!(
-                "UPDATE ad_objects SET pending_sync = 0 WHERE (guid, revision) IN (VALUES {rows})"
-            )
-        })
-        .await?;
+        self.per_revision_chunk(&revisions, clear_pending_sql)
+            .await?;
         Ok(())
     }
 
@@ -1060,7 +1117,7 @@ impl Tx {
 
     /// New cloud objects exist: objects waiting for a reference target are synced again.
     pub async fn retry_unresolved_refs(&mut self) -> Result<u64, StoreError> {
-        let done = sqlx::query("UPDATE ad_objects SET pending_sync = 1 WHERE unresolved_refs = 1")
+        let done = sqlx::query(RETRY_UNRESOLVED)
             .execute(self.tx.conn())
             .await?;
         Ok(done.rows_affected())
@@ -1071,14 +1128,14 @@ impl Tx {
     pub async fn put_metaverse(&mut self, rows: &[MetaverseRow]) -> Result<(), StoreError> {
         const COLUMNS: usize = 4;
         for chunk in rows.chunks(PARAMS_MAX / COLUMNS) {
-            let sql = format!(
+            let sql = self.positional(format!(
                 "INSERT INTO metaverse (guid, mv_type, anchor, attrs) VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET mv_type = excluded.mv_type, \
                  anchor = excluded.anchor, attrs = excluded.attrs \
                  WHERE metaverse.attrs <> excluded.attrs OR metaverse.anchor <> excluded.anchor \
                  OR metaverse.mv_type <> excluded.mv_type",
                 value_rows(COLUMNS, chunk.len())
-            );
+            ));
             let mut query = sqlx::query(&sql);
             for row in chunk {
                 query = query
@@ -1099,7 +1156,7 @@ impl Tx {
     ) -> Result<(), StoreError> {
         const COLUMNS: usize = 8;
         for chunk in exports.chunks(PARAMS_MAX / COLUMNS) {
-            let sql = format!(
+            let sql = self.positional(format!(
                 "INSERT INTO pending_exports (guid, dn, kind, action, anchor, doc, join_keys, unresolved) \
                  VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, kind = excluded.kind, \
@@ -1107,7 +1164,7 @@ impl Tx {
                  join_keys = excluded.join_keys, unresolved = excluded.unresolved, \
                  revision = pending_exports.revision + 1",
                 value_rows(COLUMNS, chunk.len())
-            );
+            ));
             let mut query = sqlx::query(&sql);
             for export in chunk {
                 query = query
@@ -1142,15 +1199,11 @@ impl Tx {
             .iter()
             .map(|export| (export.guid.as_str(), export.revision))
             .collect();
-        self.per_revision_chunk(&revisions, |rows| {
-            format!(
-                "DELETE FROM pending_exports WHERE (guid, revision) IN (VALUES {rows}) RETURNING guid"
-            )
-        })
-        .await?
-        .iter()
-        .map(|row| Ok(row.try_get("guid")?))
-        .collect()
+        self.per_revision_chunk(&revisions, delete_sent_sql)
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get("guid")?))
+            .collect()
     }
 
     pub async fn put_cloud_object(&mut self, object: &CloudObject) -> Result<(), StoreError> {
@@ -1161,12 +1214,12 @@ impl Tx {
     pub async fn put_cloud_objects(&mut self, objects: &[CloudObject]) -> Result<(), StoreError> {
         const COLUMNS: usize = 5;
         for chunk in objects.chunks(PARAMS_MAX / COLUMNS) {
-            let sql = format!(
+            let sql = self.positional(format!(
                 "INSERT INTO cloud_objects (guid, kind, cloud_id, anchor, doc) VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET kind = excluded.kind, \
                  cloud_id = excluded.cloud_id, anchor = excluded.anchor, doc = excluded.doc",
                 value_rows(COLUMNS, chunk.len())
-            );
+            ));
             let mut query = sqlx::query(&sql);
             for object in chunk {
                 query = query
@@ -1443,6 +1496,40 @@ mod tests {
         );
     }
 
+    /// What a sync batch runs per object finds its rows through an index: on SQLite a
+    /// statement that reads the whole connector space (hundreds of MB at 100k objects) per
+    /// batch made the full sync spend most of its time reading.
+    #[tokio::test]
+    async fn sqlite_finds_the_rows_of_a_batch_through_indexes() {
+        let file = idbridge_testkit::TestSqlite::create("plans").unwrap();
+        let store = SyncStore::open(&Secret::new(file.url())).await.unwrap();
+        let rows = value_rows(2, 3);
+        let statements = [
+            PENDING_SYNC.to_owned(),
+            RETRY_UNRESOLVED.to_owned(),
+            clear_pending_sql(&rows),
+            delete_sent_sql(&rows),
+        ];
+        for sql in statements {
+            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(store.db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.try_get::<String, _>(3).unwrap())
+                .collect();
+            let scans = ["SCAN ad_objects", "SCAN pending_exports"];
+            assert!(
+                plan.iter().all(|step| !scans.contains(&step.as_str())),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                plan.iter().any(|step| step.contains("INDEX")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+
     idbridge_testkit::on_sqlite_and_postgres!(
         export_pages_on_sqlite,
         export_pages_on_postgres,
@@ -1462,6 +1549,43 @@ mod tests {
         pages_on_postgres,
         "pages",
         async |url: String| a_page_is_written_in_chunks(Secret::new(url)).await
+    );
+
+    /// Every object is marked for synchronization, over more ranges than one statement takes.
+    async fn every_object_is_marked_pending(url: Secret) {
+        let count = MARK_PENDING_RANGE as u64 * 2 + 7;
+        let objects: Vec<AdObject> = (0..count)
+            .map(|i| {
+                let mut guid = [0u8; 16];
+                guid[..8].copy_from_slice(&i.to_be_bytes());
+                AdObject {
+                    guid: ObjectGuid::from_bytes(&guid).unwrap(),
+                    dn: Dn::parse(&format!("CN=U{i},DC=lab")).unwrap(),
+                    class: "user".into(),
+                    attrs: idbridge_engine::Attributes::new(),
+                    deleted: false,
+                }
+            })
+            .collect();
+        let store = SyncStore::open(&url).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.put_ad_objects(&objects.iter().collect::<Vec<_>>(), 1)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE ad_objects SET pending_sync = 0")
+            .execute(tx.tx.conn())
+            .await
+            .unwrap();
+        tx.mark_all_pending().await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(store.pending_sync_count().await.unwrap(), count);
+    }
+
+    idbridge_testkit::on_sqlite_and_postgres!(
+        mark_pending_on_sqlite,
+        mark_pending_on_postgres,
+        "mark pending",
+        async |url: String| every_object_is_marked_pending(Secret::new(url)).await
     );
 
     idbridge_testkit::on_sqlite_and_postgres!(

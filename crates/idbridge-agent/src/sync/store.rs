@@ -250,8 +250,9 @@ impl PendingCursor {
 const PENDING_SYNC: &str = "SELECT guid, dn, class, attrs, deleted, revision FROM ad_objects \
      WHERE pending_sync = 1 AND guid > $1 ORDER BY guid LIMIT $2";
 
-/// Objects whose references waited for targets: synchronized again.
-const RETRY_UNRESOLVED: &str = "UPDATE ad_objects SET pending_sync = 1 WHERE unresolved_refs = 1";
+/// Up to `$1` objects whose references waited for targets, not yet marked: synchronized again.
+const RETRY_UNRESOLVED: &str = "UPDATE ad_objects SET pending_sync = 1 WHERE guid IN \
+     (SELECT guid FROM ad_objects WHERE unresolved_refs = 1 AND pending_sync = 0 LIMIT $1)";
 
 /// The condition "(guid, revision) is one of `rows`" (a multi-row `VALUES`). Written as a
 /// subquery: SQLite answers a row value `IN (VALUES ...)` by reading the whole table.
@@ -275,8 +276,8 @@ fn delete_sent_sql(rows: &str) -> String {
     )
 }
 
-/// Objects per statement when every object is marked for synchronization.
-const MARK_PENDING_RANGE: i64 = 2_000;
+/// Objects per statement of the updates that may change every object.
+const UPDATE_RANGE: i64 = 2_000;
 
 /// Objects per transaction when `ad_links` is filled on upgrade.
 const LINK_INDEX_PAGE: i64 = 1_000;
@@ -986,38 +987,51 @@ impl Tx {
 
     /// After a full import: objects it did not see are gone from AD.
     pub async fn sweep_unseen(&mut self, generation: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        self.update_in_guid_ranges(
             "UPDATE ad_objects SET deleted = 1, pending_sync = 1, revision = revision + 1 \
-             WHERE import_generation < $1 AND deleted = 0",
+             WHERE guid > $1 AND guid <= $2 AND import_generation < $3 AND deleted = 0",
+            Some(generation),
         )
-        .bind(generation)
-        .execute(self.tx.conn())
-        .await?;
-        Ok(done.rows_affected())
+        .await
     }
 
-    /// Marks every object for synchronization, a range of guids per statement: on SQLite a
-    /// statement's journal holds in memory every page it changes.
     pub async fn mark_all_pending(&mut self) -> Result<(), StoreError> {
+        self.update_in_guid_ranges(
+            "UPDATE ad_objects SET pending_sync = 1 WHERE guid > $1 AND guid <= $2",
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs `sql`, an update of the objects with `$1 < guid <= $2` (and `arg` as `$3`), over
+    /// every object, `UPDATE_RANGE` guids at a time: on SQLite a statement's journal holds in
+    /// memory every page it changes. Returns the number of objects changed.
+    async fn update_in_guid_ranges(
+        &mut self,
+        sql: &str,
+        arg: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let mut after = String::new();
+        let mut changed = 0;
         loop {
             let last: Option<String> = sqlx::query(
                 "SELECT MAX(guid) AS last FROM \
-                 (SELECT guid FROM ad_objects WHERE guid > $1 ORDER BY guid LIMIT $2) AS range",
+                 (SELECT guid FROM ad_objects WHERE guid > $1 ORDER BY guid LIMIT $2) AS next",
             )
             .bind(&after)
-            .bind(MARK_PENDING_RANGE)
+            .bind(UPDATE_RANGE)
             .fetch_one(self.tx.conn())
             .await?
             .try_get("last")?;
             let Some(last) = last else {
-                return Ok(());
+                return Ok(changed);
             };
-            sqlx::query("UPDATE ad_objects SET pending_sync = 1 WHERE guid > $1 AND guid <= $2")
-                .bind(&after)
-                .bind(&last)
-                .execute(self.tx.conn())
-                .await?;
+            let mut query = sqlx::query(sql).bind(&after).bind(&last);
+            if let Some(arg) = arg {
+                query = query.bind(arg);
+            }
+            changed += query.execute(self.tx.conn()).await?.rows_affected();
             after = last;
         }
     }
@@ -1115,12 +1129,21 @@ impl Tx {
         .await
     }
 
-    /// New cloud objects exist: objects waiting for a reference target are synced again.
+    /// New cloud objects exist: objects waiting for a reference target are synced again,
+    /// `UPDATE_RANGE` per statement (see [`Self::update_in_guid_ranges`]).
     pub async fn retry_unresolved_refs(&mut self) -> Result<u64, StoreError> {
-        let done = sqlx::query(RETRY_UNRESOLVED)
-            .execute(self.tx.conn())
-            .await?;
-        Ok(done.rows_affected())
+        let mut changed = 0;
+        loop {
+            let done = sqlx::query(RETRY_UNRESOLVED)
+                .bind(UPDATE_RANGE)
+                .execute(self.tx.conn())
+                .await?
+                .rows_affected();
+            if done == 0 {
+                return Ok(changed);
+            }
+            changed += done;
+        }
     }
 
     /// Writes the metaverse rows of a batch in as few statements as the bind limit allows;
@@ -1551,9 +1574,10 @@ mod tests {
         async |url: String| a_page_is_written_in_chunks(Secret::new(url)).await
     );
 
-    /// Every object is marked for synchronization, over more ranges than one statement takes.
-    async fn every_object_is_marked_pending(url: Secret) {
-        let count = MARK_PENDING_RANGE as u64 * 2 + 7;
+    /// The updates that may change every object reach every object, over more ranges than one
+    /// statement takes.
+    async fn updates_of_every_object_go_in_ranges(url: Secret) {
+        let count = UPDATE_RANGE as u64 * 2 + 7;
         let objects: Vec<AdObject> = (0..count)
             .map(|i| {
                 let mut guid = [0u8; 16];
@@ -1579,13 +1603,23 @@ mod tests {
         tx.mark_all_pending().await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(store.pending_sync_count().await.unwrap(), count);
+        let mut tx = store.begin().await.unwrap();
+        sqlx::query("UPDATE ad_objects SET pending_sync = 0, unresolved_refs = 1")
+            .execute(tx.tx.conn())
+            .await
+            .unwrap();
+        assert_eq!(tx.retry_unresolved_refs().await.unwrap(), count);
+        assert_eq!(tx.sweep_unseen(2).await.unwrap(), count);
+        assert_eq!(tx.sweep_unseen(2).await.unwrap(), 0);
+        tx.commit().await.unwrap();
+        assert_eq!(store.pending_sync_count().await.unwrap(), count);
     }
 
     idbridge_testkit::on_sqlite_and_postgres!(
-        mark_pending_on_sqlite,
-        mark_pending_on_postgres,
-        "mark pending",
-        async |url: String| every_object_is_marked_pending(Secret::new(url)).await
+        ranges_on_sqlite,
+        ranges_on_postgres,
+        "ranges",
+        async |url: String| updates_of_every_object_go_in_ranges(Secret::new(url)).await
     );
 
     idbridge_testkit::on_sqlite_and_postgres!(

@@ -539,8 +539,8 @@ impl From<&AuditEntry<'_>> for OwnedAuditEntry {
 
 impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        let backend = self.tx.backend();
         for chunk in self.audit.chunks(idbridge_db::PARAMS_MAX / AUDIT_COLUMNS) {
-            let backend = self.tx.backend();
             insert_audit(self.tx.conn(), backend, chunk).await?;
         }
         Ok(self.tx.commit().await?)

@@ -46,6 +46,24 @@ pub enum SyncError {
     Scim(#[from] idbridge_scim_client::ScimClientError),
     #[error("the run lock {path}: {reason}")]
     Lock { path: String, reason: String },
+    #[error("the run was stopped: the runtime is shutting down")]
+    ShuttingDown,
+}
+
+/// Runs `work` (CPU-bound, no I/O) on a blocking thread, so the tasks that share the caller's
+/// thread go on meanwhile. A panic in `work` is a bug; it goes on unwinding here.
+async fn off_the_runtime<T, F>(work: F) -> Result<T, SyncError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Ok(done),
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(SyncError::ShuttingDown),
+        },
+    }
 }
 
 /// A run profile (the CLI's `idbridge sync <profile>`).
@@ -96,8 +114,9 @@ pub type PasswordChangeHook = Arc<dyn Fn(&[idbridge_core::ObjectGuid]) + Send + 
 /// Everything a run needs, resolved from the configuration once.
 pub struct SyncContext {
     pub store: SyncStore,
-    pub rules: RuleSet,
-    pub scope: SyncScope,
+    /// Shared with the blocking threads that run the rules (see `synchronize`).
+    pub rules: Arc<RuleSet>,
+    pub scope: Arc<SyncScope>,
     pub base_dn: Dn,
     pub ad: AdSettings,
     pub scim: ScimClientConfig,
@@ -218,8 +237,8 @@ impl SyncContext {
         };
         Ok(Self {
             store,
-            rules,
-            scope,
+            rules: Arc::new(rules),
+            scope: Arc::new(scope),
             base_dn,
             ad,
             scim,

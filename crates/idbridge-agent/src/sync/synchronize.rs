@@ -3,19 +3,23 @@
 //! gets an error record and the run goes on.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use idbridge_core::Dn;
 use idbridge_engine::{
     encode_values, managed_attributes, member_set, project, render, resolve_references, AdObject,
-    Disposition, Projection, Rendered,
+    Disposition, Projection, Rendered, SyncScope,
 };
+use idbridge_rules::RuleSet;
 use idbridge_scim_client::minimal_patch;
 use serde_json::json;
 
-use super::store::{CloudObject, ExportAction, MetaverseRow, PendingExport, RunCounts, Tx};
-use super::{SyncContext, SyncError};
+use super::store::{
+    CloudObject, ExportAction, MetaverseRow, PendingExport, PendingSync, RunCounts, Tx,
+};
+use super::{off_the_runtime, SyncContext, SyncError};
 
-const BATCH: i64 = 500;
+const BATCH: i64 = 2000;
 
 /// True when sending `desired` would change what the cloud was last confirmed to hold.
 pub(crate) fn differs(confirmed: &serde_json::Value, desired: &serde_json::Value) -> bool {
@@ -30,6 +34,9 @@ fn without_placeholders(doc: &serde_json::Value) -> serde_json::Value {
     resolve_references(&mut doc, &|_| None, true);
     doc
 }
+
+/// An object through scope and rules, or why its rules failed.
+type Projected = Result<Disposition, String>;
 
 /// Where synchronization sends, batch by batch as each commits, the objects it queued an export
 /// for (created or updated; deprovisions aside).
@@ -48,13 +55,13 @@ impl SyncContext {
             tx.commit().await?;
         }
         let pilot = match &self.scope.pilot_group {
-            Some(dn) => Some(
+            Some(dn) => Some(Arc::new(
                 self.store
                     .ad_object_by_dn(dn)
                     .await?
                     .map(|g| member_set(&g))
                     .unwrap_or_default(),
-            ),
+            )),
             None => None,
         };
         let started = std::time::Instant::now();
@@ -65,33 +72,32 @@ impl SyncContext {
             let pending = self.store.pending_sync(&after, BATCH).await?;
             let Some(last) = pending.last() else { break };
             after = last.object.guid.to_string();
-            let batch: Vec<&AdObject> = pending.iter().map(|p| &p.object).collect();
-            let projected: Vec<_> = batch
-                .iter()
-                .map(|o| project(&self.rules, &self.scope, o, pilot.as_ref()))
-                .collect();
-            // Only the references this batch makes are looked up: a delta cycle does no work
-            // proportional to the directory's size.
-            let referenced: HashSet<String> = projected
-                .iter()
-                .filter_map(|p| match p {
-                    Ok(Disposition::InScope(p)) => Some(p.references()),
-                    _ => None,
-                })
-                .flatten()
-                .map(|dn| dn.normalized().to_owned())
-                .collect();
+            let planner = Planner {
+                rules: self.rules.clone(),
+                scope: self.scope.clone(),
+                pilot: pilot.clone(),
+                now: self.now(),
+            };
+            // The rules run on a blocking thread, so that the import and the export, which
+            // share this task, go on meanwhile (on another core when there is one).
+            let (pending, projected, referenced) = off_the_runtime({
+                let planner = planner.clone();
+                move || {
+                    let (projected, referenced) = planner.project(&pending);
+                    (pending, projected, referenced)
+                }
+            })
+            .await?;
             let cloud_ids = self.store.cloud_ids_for(&referenced).await?;
-            let guids: Vec<String> = batch.iter().map(|o| o.guid.to_string()).collect();
+            let guids: Vec<String> = pending.iter().map(|p| p.object.guid.to_string()).collect();
             let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
             let joined = self.store.cloud_objects_for(&guid_refs).await?;
-            // Rules and rendering run before the write transaction: SQLite has one writer, and
-            // the import and the export wait for it.
-            let mut writes = BatchWrites::default();
-            for ((object, projection), guid) in batch.iter().zip(projected).zip(&guid_refs) {
-                let joined = joined.get(*guid);
-                self.sync_object(&mut writes, object, projection, &cloud_ids, joined, counts);
-            }
+            let (pending, writes) = off_the_runtime(move || {
+                let writes = planner.plan(&pending, projected, &cloud_ids, &joined);
+                (pending, writes)
+            })
+            .await?;
+            counts.errors += writes.errors.len() as i64;
             let exports: Vec<String> = writes.exports.iter().map(|e| e.guid.clone()).collect();
             let mut tx = self.store.begin().await?;
             writes.flush(&mut tx).await?;
@@ -101,7 +107,7 @@ impl SyncContext {
                 // The receiver is gone only when the export stopped (held, or failed).
                 let _ = queued.send(exports);
             }
-            let step = batch.len() as u64;
+            let step = pending.len() as u64;
             synced += step;
             // Beyond the count taken at the start, a running import is adding to it.
             self.progress
@@ -116,24 +122,73 @@ impl SyncContext {
         }
         Ok(())
     }
+}
+
+/// The off-runtime half of synchronizing a batch: scope, rules and rendering, pure functions
+/// of the batch and of what the store said about it.
+#[derive(Clone)]
+struct Planner {
+    rules: Arc<RuleSet>,
+    scope: Arc<SyncScope>,
+    /// The pilot group's members (normalized DNs), when there is one.
+    pilot: Option<Arc<HashSet<String>>>,
+    /// When errors found now are recorded.
+    now: i64,
+}
+
+impl Planner {
+    /// Each object through scope and rules, and the references (normalized DNs) the ones in
+    /// scope make: only those are looked up, so a delta cycle does no work proportional to the
+    /// directory's size.
+    fn project(&self, pending: &[PendingSync]) -> (Vec<Projected>, HashSet<String>) {
+        let projected: Vec<Projected> = pending
+            .iter()
+            .map(|p| project(&self.rules, &self.scope, &p.object, self.pilot.as_deref()))
+            .collect();
+        let referenced = projected
+            .iter()
+            .filter_map(|p| match p {
+                Ok(Disposition::InScope(p)) => Some(p.references()),
+                _ => None,
+            })
+            .flatten()
+            .map(|dn| dn.normalized().to_owned())
+            .collect();
+        (projected, referenced)
+    }
+
+    /// What the batch writes, given the cloud ids of its references and its joined objects.
+    fn plan(
+        &self,
+        pending: &[PendingSync],
+        projected: Vec<Projected>,
+        cloud_ids: &HashMap<String, String>,
+        joined: &HashMap<String, CloudObject>,
+    ) -> BatchWrites {
+        let mut writes = BatchWrites::default();
+        for (pending, projection) in pending.iter().zip(projected) {
+            let object = &pending.object;
+            let joined = joined.get(&object.guid.to_string());
+            self.sync_object(&mut writes, object, projection, cloud_ids, joined);
+        }
+        writes
+    }
 
     /// Syncs one object of a batch into `writes`.
     fn sync_object(
         &self,
         writes: &mut BatchWrites,
         object: &AdObject,
-        projection: Result<Disposition, String>,
+        projection: Projected,
         cloud_ids: &HashMap<String, String>,
         joined: Option<&CloudObject>,
-        counts: &mut RunCounts,
     ) {
         let guid = object.guid.to_string();
         let dn = object.dn.to_string();
         match projection {
             Err(message) => {
-                counts.errors += 1;
                 tracing::warn!(%dn, %message, "object not synchronized");
-                writes.errors.push((guid, dn, message, self.now()));
+                writes.errors.push((guid, dn, message, self.now));
                 return;
             }
             Ok(Disposition::InScope(projection)) => {

@@ -41,8 +41,10 @@ const EXPORT_CHUNK: usize = 100;
 
 /// Chunks of a page in flight at once: while the server works on some, the agent plans the
 /// next and commits the confirmations of the last (each side waited for the other when one
-/// chunk went at a time). Confirmations still commit in order.
-const CHUNKS_IN_FLIGHT: usize = 4;
+/// chunk went at a time). A chunk is confirmed as soon as it is back, in whatever order: the
+/// page's references were resolved before any was sent, so chunks do not depend on each other,
+/// and a slow one does not hold the others' confirmations (nor the chunks after them).
+const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// The SCIM resource type a metaverse object's kind exports to.
 fn resource_kind(kind: CloudKind) -> ResourceKind {
@@ -102,8 +104,6 @@ struct ConfirmedChunk<'a> {
     chunk: &'a [PendingExport],
     joined: &'a [Option<CloudObject>],
     results: Vec<Result<Option<CloudObject>, ExportFailure>>,
-    /// The exports whose references were all completed before sending.
-    references_completed: &'a HashSet<String>,
 }
 
 /// Pending exports read a page at a time: those of the given objects, or else all of them.
@@ -113,8 +113,9 @@ struct PendingPages {
     done: bool,
 }
 
-/// Pending exports per page (their documents are what an export holds in memory: a few MB).
-/// The chunks in flight drain at the end of each page, so pages are not small.
+/// Pending exports per page (their documents are what an export holds in memory: two pages of
+/// a few MB, the one in flight and the next). The chunks in flight drain at the end of each
+/// page, so pages are not small.
 const EXPORT_PAGE: usize = 2000;
 
 /// A page also ends once its documents reach this size: a page of users stays whole, one of
@@ -262,7 +263,8 @@ impl SyncContext {
         let mut sent = 0u64;
         // A page at a time, so memory holds a page of documents, not every pending export.
         let mut pages = PendingPages::new(only);
-        while let Some(mut page) = pages.next(&self.store).await? {
+        let mut next = pages.next(&self.store).await?;
+        while let Some(mut page) = next.take() {
             page.retain(|p| !pass.failed.contains(&p.guid));
             let completed = self
                 .resolve_pending_references(&mut page, !hold_unresolved)
@@ -273,6 +275,7 @@ impl SyncContext {
                 guid: p.guid,
             }));
             if page.is_empty() {
+                next = pages.next(&self.store).await?;
                 continue;
             }
             let guids: Vec<&str> = page.iter().map(|p| p.guid.as_str()).collect();
@@ -288,7 +291,7 @@ impl SyncContext {
                 })
                 .collect();
             // Requests of a chunk travel concurrently, a few chunks at a time; a chunk's
-            // confirmations commit together, in order, while the next chunks travel.
+            // confirmations commit together when it is back, while the next chunks travel.
             let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
             let send = async {
                 let mut exported = futures_util::stream::iter(&chunks)
@@ -296,10 +299,14 @@ impl SyncContext {
                         let (client, matcher) = (&client, &matcher);
                         async move {
                             let results = self.export_chunk(client, matcher, chunk, joined).await;
-                            (*chunk, joined, results)
+                            ConfirmedChunk {
+                                chunk,
+                                joined,
+                                results,
+                            }
                         }
                     })
-                    .buffered(CHUNKS_IN_FLIGHT);
+                    .buffer_unordered(CHUNKS_IN_FLIGHT);
                 while let Some(exported) = exported.next().await {
                     // The receiver is gone when a confirmation failed.
                     if done_tx.send(exported).await.is_err() {
@@ -309,25 +316,33 @@ impl SyncContext {
                 drop(done_tx);
             };
             let confirm = async {
-                while let Some((chunk, joined, results)) = done_rx.recv().await {
-                    let new = ConfirmedChunk {
-                        chunk,
-                        joined,
-                        results,
-                        references_completed: &completed,
-                    };
-                    self.confirm_chunk(new, counts, pass, &mut new_users)
+                while let Some(first) = done_rx.recv().await {
+                    // Chunks that came back while the last confirmation committed commit
+                    // together: each transaction rewrites the index pages it touches, so
+                    // fewer, larger ones cost the store less when it is what the export waits
+                    // for.
+                    let mut ready = vec![first];
+                    while let Ok(more) = done_rx.try_recv() {
+                        ready.push(more);
+                    }
+                    let objects: usize = ready.iter().map(|c| c.chunk.len()).sum();
+                    self.confirm_chunks(ready, &completed, counts, pass, &mut new_users)
                         .await?;
-                    sent += chunk.len() as u64;
+                    sent += objects as u64;
                     self.progress
-                        .step("export", sent, chunk.len() as u64, Some(total));
+                        .step("export", sent, objects as u64, Some(total));
                 }
                 // Dropped here on failure, so the sender stops.
                 drop(done_rx);
                 Ok::<_, SyncError>(())
             };
-            let ((), confirmed) = tokio::join!(send, confirm);
+            // The next page is read while this one travels: the chunks in flight drain at the
+            // end of a page, and the server would wait for the read too. (Its references are
+            // resolved only once this page is confirmed, which may complete them.)
+            let fetch = pages.next(&self.store);
+            let ((), confirmed, fetched) = tokio::join!(send, confirm, fetch);
             confirmed?;
+            next = fetched?;
         }
         if sent == 0 {
             return Ok(Outcome::Done);
@@ -455,29 +470,28 @@ impl SyncContext {
         Ok(failures)
     }
 
-    /// Records what the server confirmed for a chunk, in one transaction: cloud objects
-    /// joined or updated, pending exports done, errors set or cleared.
-    async fn confirm_chunk(
+    /// Records what the server confirmed for some chunks, in one transaction: cloud objects
+    /// joined or updated, pending exports done, errors set or cleared. `completed`: the
+    /// exports whose references were all completed before sending.
+    async fn confirm_chunks(
         &self,
-        confirmed: ConfirmedChunk<'_>,
+        confirmed: Vec<ConfirmedChunk<'_>>,
+        completed: &HashSet<String>,
         counts: &mut RunCounts,
         pass: &mut ExportPass,
         new_users: &mut Vec<ObjectGuid>,
     ) -> Result<(), SyncError> {
-        let ConfirmedChunk {
-            chunk,
-            joined,
-            results,
-            references_completed: completed,
-        } = confirmed;
         // Sent, not yet recorded: the window the idempotence of provisions (matched through
         // the target before any create) exists for.
         crate::crash_point::crash_point("export-before-confirm");
         let mut tx = self.store.begin().await?;
-        // What every confirmed export writes, one statement each for the chunk.
+        // What every confirmed export writes, one statement each for the chunks.
         let mut confirmed_objects = Vec::new();
         let mut done = Vec::new();
-        for ((export, joined), result) in chunk.iter().zip(joined).zip(results) {
+        let outcomes = confirmed
+            .into_iter()
+            .flat_map(|c| c.chunk.iter().zip(c.joined).zip(c.results));
+        for ((export, joined), result) in outcomes {
             match result {
                 Ok(confirmed) => {
                     match (export.action, confirmed) {

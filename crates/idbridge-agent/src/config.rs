@@ -10,6 +10,8 @@ use idbridge_engine::ScimDialect;
 use serde::Deserialize;
 
 pub const CONFIG_VERSION: u32 = 1;
+/// More connections than a DC has LDAP workers (Samba forks four) would only queue.
+const MAX_IMPORT_CONNECTIONS: u32 = 8;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +72,9 @@ pub struct SyncConfig {
     /// A delta read covering more DC changes (USNs) than this, as after a bulk load or a long
     /// stop, is done as a full import, page by page: a DirSync answer arrives whole, in memory.
     pub max_dirsync_changes: u64,
+    /// A full import reads the directory over this many connections at once, each a share of
+    /// the objects (by `uSNCreated`): the DC works out each share's result on its own worker.
+    pub import_connections: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,6 +108,7 @@ impl Default for SyncConfig {
             write_consistency_guid: false,
             member_range_size: 1500,
             max_dirsync_changes: 10_000,
+            import_connections: 2,
         }
     }
 }
@@ -249,6 +255,11 @@ impl AgentConfig {
         if config.sync.max_dirsync_changes == 0 {
             return Err("sync.max_dirsync_changes must be at least 1".into());
         }
+        if !(1..=MAX_IMPORT_CONNECTIONS).contains(&config.sync.import_connections) {
+            return Err(format!(
+                "sync.import_connections must be between 1 and {MAX_IMPORT_CONNECTIONS}"
+            ));
+        }
         if let Some(spn) = &config.ad.rpc_spn {
             idbridge_drsuapi::kerberos::check_spn(spn).map_err(|e| format!("ad.rpc_spn: {e}"))?;
         }
@@ -334,6 +345,11 @@ data_dir = "/tmp/agent"
         assert!(e.contains("phs.iterations"), "{e}");
         let e = AgentConfig::parse(&GOOD.replace("account", "acount")).unwrap_err();
         assert!(e.contains("acount"), "{e}");
+        for connections in [0, 9] {
+            let text = format!("{GOOD}[sync]\nimport_connections = {connections}\n");
+            let e = AgentConfig::parse(&text).unwrap_err();
+            assert!(e.contains("sync.import_connections"), "{e}");
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@ use super::{SyncContext, SyncError};
 /// Object classes the connector space holds (OUs too, for scoping and moves).
 const IMPORT_FILTER: &str =
     "(|(objectClass=user)(objectClass=group)(objectClass=contact)(objectClass=organizationalUnit))";
+/// The most objects a full import writes in one transaction (pages of 1,000 that queued up).
+const MAX_IMPORT_WRITE: usize = 4000;
 /// How long a run waits for an unreachable DC (restarting, failing over) before it fails.
 const RECONNECT_FOR: Duration = Duration::from_secs(120);
 const RECONNECT_MAX_PAUSE: Duration = Duration::from_secs(8);
@@ -51,6 +53,26 @@ fn to_object(entry: AdEntry) -> AdObject {
         vec![Value::Str(object.dn.to_string())],
     );
     object
+}
+
+/// The filters that split a full import into `shares` reads by `uSNCreated` (indexed), in
+/// spans of equal width up to `highest`: an object's `uSNCreated` never changes, so each object
+/// is in exactly one share whatever happens to it during the import; the last share is open, for
+/// objects created meanwhile. One share reads everything.
+fn usn_shares(highest: u64, shares: u32) -> impl Iterator<Item = String> {
+    let shares = u64::from(shares.max(1));
+    let bound = move |i: u64| {
+        u64::try_from(u128::from(highest) * u128::from(i) / u128::from(shares)).unwrap_or(highest)
+    };
+    (0..shares).map(move |i| {
+        let from = (i > 0).then(|| format!("(uSNCreated>={})", bound(i) + 1));
+        let through = (i + 1 < shares).then(|| format!("(uSNCreated<={})", bound(i + 1)));
+        format!(
+            "{}{}",
+            from.unwrap_or_default(),
+            through.unwrap_or_default()
+        )
+    })
 }
 
 /// The longest span of USNs a delta reads by `uSNChanged` equality
@@ -125,18 +147,37 @@ impl SyncContext {
     }
 
     /// The DC's USN and DirSync cookie of "now", then every object, page by page into `pages`
-    /// (see `full_import` for the order). Stops early when the receiver is gone (the writer
+    /// (see `full_import` for the order). The objects are read in `import_connections` shares
+    /// side by side (see [`usn_shares`]). Stops early when the receiver is gone (the writer
     /// failed).
     async fn read_directory(&self, pages: &mpsc::Sender<Page>) -> Result<(Vec<u8>, u64), AdError> {
         let mut ad = AdConnector::connect(&self.ad).await?;
         // Before the cookie, which then covers at least every change through it.
         let usn = ad.highest_committed_usn().await?;
         let cookie = ad.current_cookie(&self.base_dn).await?;
-        let mut search = PagedSearch::new(
-            &self.base_dn,
-            IMPORT_FILTER,
-            &import_attributes(Some(self.member_range_size)),
-        );
+        let attrs = import_attributes(Some(self.member_range_size));
+        let mut first = Some(ad);
+        let reads = usn_shares(usn, self.import_connections).map(|share| {
+            let filter = format!("(&{IMPORT_FILTER}{share})");
+            self.read_share(first.take(), filter, &attrs, pages)
+        });
+        futures_util::future::try_join_all(reads).await?;
+        Ok((cookie, usn))
+    }
+
+    /// Reads the objects matching `filter`, on `connection` or a new one.
+    async fn read_share(
+        &self,
+        connection: Option<AdConnector>,
+        filter: String,
+        attrs: &[String],
+        pages: &mpsc::Sender<Page>,
+    ) -> Result<(), AdError> {
+        let mut ad = match connection {
+            Some(ad) => ad,
+            None => AdConnector::connect(&self.ad).await?,
+        };
+        let mut search = PagedSearch::new(&self.base_dn, &filter, attrs);
         while let Some(page) = ad.next_page(&mut search).await? {
             if pages.send(page).await.is_err() {
                 break;
@@ -145,7 +186,7 @@ impl SyncContext {
         if let Err(e) = ad.unbind().await {
             tracing::debug!(error = %e, "unbind after full import");
         }
-        Ok((cookie, usn))
+        Ok(())
     }
 
     /// Reads what changed since the store's `cookie`, on the kept connection. Nothing, when the
@@ -281,7 +322,9 @@ impl SyncContext {
         let mut tx = self.store.begin().await?;
         let generation = tx.next_generation().await?;
         tx.commit().await?;
-        let (pages_tx, mut pages) = mpsc::channel::<Page>(2);
+        // Room for a page from each reader and one more.
+        let capacity = usize::try_from(self.import_connections).unwrap_or(1) + 1;
+        let (pages_tx, mut pages) = mpsc::channel::<Page>(capacity);
         let read = async move {
             let read = self
                 .read_from_dc("full import", || self.read_directory(&pages_tx))
@@ -291,7 +334,15 @@ impl SyncContext {
         };
         let write = async {
             let mut imported = 0u64;
-            while let Some(page) = pages.recv().await {
+            while let Some(mut page) = pages.recv().await {
+                // Pages that arrived while the last ones were written go in one transaction:
+                // each rewrites the index pages it touches, so a writer that falls behind the
+                // readers catches up with fewer, larger ones.
+                while page.entries.len() < MAX_IMPORT_WRITE {
+                    let Ok(more) = pages.try_recv() else { break };
+                    page.entries.extend(more.entries);
+                    page.errors.extend(more.errors);
+                }
                 counts.errors += self.record_entry_errors(&page.errors).await?;
                 let step = page.entries.len() as u64;
                 self.import_page(page.entries, generation, counts).await?;
@@ -487,4 +538,46 @@ async fn follow_links(tx: &mut Tx, moved: &[(Dn, Option<Dn>)]) -> Result<(), Sto
         tx.put_ad_object(holder, 0).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usn_shares;
+
+    /// The USN span a share's filter selects, as (from, through) bounds.
+    fn bounds(share: &str) -> (u64, u64) {
+        let value = |op: &str| {
+            share
+                .split(op)
+                .nth(1)
+                .and_then(|rest| rest.split(')').next())
+                .map(|n| n.parse::<u64>().unwrap())
+        };
+        (
+            value("uSNCreated>=").unwrap_or(0),
+            value("uSNCreated<=").unwrap_or(u64::MAX),
+        )
+    }
+
+    #[test]
+    fn shares_cover_every_usn_once() {
+        assert_eq!(usn_shares(1000, 1).collect::<Vec<_>>(), [""]);
+        assert_eq!(
+            usn_shares(1000, 2).collect::<Vec<_>>(),
+            ["(uSNCreated<=500)", "(uSNCreated>=501)"]
+        );
+        for highest in [0, 1, 2, 7, 1000, 123_457, u64::MAX - 1] {
+            for count in 1..=8 {
+                let shares: Vec<(u64, u64)> =
+                    usn_shares(highest, count).map(|s| bounds(&s)).collect();
+                assert_eq!(shares.len(), count as usize);
+                assert_eq!(shares[0].0, 0);
+                assert_eq!(shares.last().unwrap().1, u64::MAX, "the last share is open");
+                for pair in shares.windows(2) {
+                    let ((_, through), (from, _)) = (pair[0], pair[1]);
+                    assert_eq!(from, through + 1, "{highest} in {count}: {shares:?}");
+                }
+            }
+        }
+    }
 }

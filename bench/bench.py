@@ -13,6 +13,7 @@ import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -61,6 +62,39 @@ def timed(args, env=None):
         raise Failed("%s failed: %s" % (" ".join(args[:4]), out.stderr.strip()[-600:]))
     rss_kb, user_s, sys_s = out.stderr.strip().splitlines()[-1].split()
     return Timed(elapsed, int(rss_kb) / 1024, float(user_s) + float(sys_s), out.stdout)
+
+
+def ldapsearch_in_shares(lab, attrs, shares=2):
+    """The baseline read as the agent's full import reads (sync.import_connections, default 2):
+    `shares` ldapsearch runs side by side, each the objects of one uSNCreated span, split as
+    usn_shares in crates/idbridge-agent/src/sync/import.rs splits them. Wall seconds, entries."""
+    ad = lab["ad"]
+    bind = ["ldapsearch", "-LLL", "-H", ad["ldaps_url"], "-x", "-D", ad["service_account_upn"],
+            "-w", ad["service_account_password"]]
+    root = subprocess.run(bind + ["-b", "", "-s", "base", "highestCommittedUSN"], env=ldap_env(lab),
+                          capture_output=True, text=True, check=True).stdout
+    highest = int(re.search(r"highestCommittedUSN: (\d+)", root).group(1))
+    bounds = [highest * i // shares for i in range(shares + 1)]
+    outputs, procs = [], []
+    started = time.time()
+    for i in range(shares):
+        span = ("(uSNCreated>=%d)" % (bounds[i] + 1) if i else "") + \
+               ("(uSNCreated<=%d)" % bounds[i + 1] if i + 1 < shares else "")
+        out = tempfile.TemporaryFile(mode="w+")
+        procs.append(subprocess.Popen(bind + ["-b", ad["base_dn"], "-E", "pr=1000/noprompt",
+                                              "(&%s%s)" % (IMPORT_FILTER, span)] + attrs,
+                                      env=ldap_env(lab), stdout=out, stderr=subprocess.DEVNULL))
+        outputs.append(out)
+    for proc in procs:
+        if proc.wait() != 0:
+            raise Failed("ldapsearch of a share failed (%d)" % proc.returncode)
+    seconds = time.time() - started
+    entries = 0
+    for out in outputs:
+        out.seek(0)
+        entries += sum(1 for line in out if line.startswith("dn:"))
+        out.close()
+    return seconds, entries
 
 
 def cpu_seconds(pids):
@@ -345,6 +379,11 @@ def measure():
         results["ldapsearch_objects"] = sum(1 for line in baseline.out.splitlines() if line.startswith("dn:"))
         results["ldapsearch_cpu_s"] = {"ldapsearch": round(baseline.cpu_s, 1),
                                        "dc": round(cpu_seconds(dc_pids()) - dc_before, 1)}
+        say("baseline: the same read in two shares side by side, as the agent reads")
+        shares_s, shares_entries = ldapsearch_in_shares(lab, attrs)
+        results["ldapsearch_shares_s"] = round(shares_s, 3)
+        if shares_entries != results["ldapsearch_objects"]:
+            die("the shares hold %d entries, the whole read %d" % (shares_entries, results["ldapsearch_objects"]))
 
         say("initial full sync into an empty cloud")
         full, results["full_sync_cpu_s"] = agent.cli_with_cpu(cloud, "sync", "full-cycle", "--json")
@@ -354,13 +393,16 @@ def measure():
         results["objects"] = exported + groups
         results["full_sync_s"] = round(full_s, 3)
         results["ratio_full_sync_to_ldapsearch"] = round(full_s / ldapsearch_s, 2)
+        results["ratio_full_sync_to_ldapsearch_shares"] = round(full_s / shares_s, 2)
         say("re-sync with no changes")
         resync, results["resync_cpu_s"] = agent.cli_with_cpu(cloud, "sync", "full-cycle", "--json")
         resync_s, resync_rss = resync.seconds, resync.rss_mb
         results["resync_s"] = round(resync_s, 3)
         if args.sync_only:
-            say("full sync %.2f s, ldapsearch %.2f s (ratio %.2f), re-sync %.2f s, %d objects"
-                % (full_s, ldapsearch_s, full_s / ldapsearch_s, resync_s, results["objects"]))
+            say("full sync %.2f s, ldapsearch %.2f s (ratio %.2f), in two shares %.2f s (ratio %.2f), "
+                "re-sync %.2f s, %d objects"
+                % (full_s, ldapsearch_s, full_s / ldapsearch_s, shares_s, full_s / shares_s, resync_s,
+                   results["objects"]))
             say("CPU seconds: ldapsearch %s, full sync %s, re-sync %s"
                 % (results["ldapsearch_cpu_s"], results["full_sync_cpu_s"], results["resync_cpu_s"]))
             return
@@ -459,6 +501,7 @@ def measure():
         ("objects synced (users + groups)", results["objects"], ""),
         ("full sync into an empty cloud", "%.2f s" % results["full_sync_s"], "ratio %.2f to ldapsearch" % results["ratio_full_sync_to_ldapsearch"]),
         ("baseline: ldapsearch, same objects and attributes", "%.2f s" % results["ldapsearch_s"], "%d entries" % results["ldapsearch_objects"]),
+        ("baseline: the same in two shares side by side", "%.2f s" % results["ldapsearch_shares_s"], "ratio %.2f" % results["ratio_full_sync_to_ldapsearch_shares"]),
         ("re-sync, nothing changed", "%.2f s" % results["resync_s"], ""),
         ("change -> cloud, p50 / p99", "%d / %d ms" % (results["delta_latency_p50_ms"], results["delta_latency_p99_ms"]), "%d changes" % args.changes),
         ("password change -> cloud sign-in, p50", "%d ms" % results["phs_latency_p50_ms"], "10 changes"),

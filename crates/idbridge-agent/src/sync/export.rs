@@ -261,7 +261,8 @@ impl SyncContext {
         let matcher = Matcher::new(&client);
         let mut new_users = Vec::new();
         let mut sent = 0u64;
-        // A page at a time, so memory holds a page of documents, not every pending export.
+        // A page at a time (and the next, read meanwhile), so memory holds two pages of
+        // documents, not every pending export.
         let mut pages = PendingPages::new(only);
         let mut next = pages.next(&self.store).await?;
         while let Some(mut page) = next.take() {

@@ -137,9 +137,9 @@ impl Database {
             Backend::Sqlite => options.after_connect(move |conn, _| {
                 Box::pin(async move {
                     // Page caches of 64 MiB for one connection or 16 MiB for each of several
-                    // (the default is 2): a batch of 500 objects with random GUIDs dirties
-                    // about as many pages of each index, which spilled from a smaller cache
-                    // and were read back (a full sync at 100k: see BENCHMARKS.md). A WAL of
+                    // (the default is 2): a batch of hundreds of objects with random GUIDs
+                    // dirties about as many pages of each index, which spilled from a smaller
+                    // cache and were read back (a full sync at 100k: see BENCHMARKS.md). A WAL of
                     // 256 MiB before it is copied into the database: a page that many
                     // transactions write (an index's) is copied, and the file synced, once per
                     // checkpoint.

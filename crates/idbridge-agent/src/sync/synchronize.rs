@@ -168,22 +168,23 @@ impl Planner {
         let mut writes = BatchWrites::default();
         for (pending, projection) in pending.iter().zip(projected) {
             let object = &pending.object;
-            let joined = joined.get(&object.guid.to_string());
-            self.sync_object(&mut writes, object, projection, cloud_ids, joined);
+            let guid = object.guid.to_string();
+            let joined = joined.get(&guid);
+            self.sync_object(&mut writes, object, guid, projection, cloud_ids, joined);
         }
         writes
     }
 
-    /// Syncs one object of a batch into `writes`.
+    /// Syncs one object of a batch (`guid`: its objectGUID as stored) into `writes`.
     fn sync_object(
         &self,
         writes: &mut BatchWrites,
         object: &AdObject,
+        guid: String,
         projection: Projected,
         cloud_ids: &HashMap<String, String>,
         joined: Option<&CloudObject>,
     ) {
-        let guid = object.guid.to_string();
         let dn = object.dn.to_string();
         match projection {
             Err(message) => {

@@ -30,6 +30,10 @@ const SCHEMA: Schema = Schema {
         (3, PENDING_ORDER_MIGRATION),
         (4, REVISIONS_MIGRATION),
         (5, INDEXES_MIGRATION),
+        (
+            6,
+            include_str!("../../migrations/sqlite/0006_sync_state.sql"),
+        ),
     ],
     postgres: &[
         (1, include_str!("../../migrations/postgres/0001_sync.sql")),
@@ -37,6 +41,10 @@ const SCHEMA: Schema = Schema {
         (3, PENDING_ORDER_MIGRATION),
         (4, REVISIONS_MIGRATION),
         (5, INDEXES_MIGRATION),
+        (
+            6,
+            include_str!("../../migrations/postgres/0006_sync_state.sql"),
+        ),
     ],
 };
 
@@ -247,12 +255,14 @@ impl PendingCursor {
 }
 
 /// The next objects waiting for synchronization, in guid order.
-const PENDING_SYNC: &str = "SELECT guid, dn, class, attrs, deleted, revision FROM ad_objects \
-     WHERE pending_sync = 1 AND guid > $1 ORDER BY guid LIMIT $2";
+const PENDING_SYNC: &str = "SELECT o.guid, o.dn, o.class, o.attrs, o.deleted, p.revision \
+     FROM ad_pending p JOIN ad_objects o ON o.guid = p.guid \
+     WHERE p.guid > $1 ORDER BY p.guid LIMIT $2";
 
 /// Up to `$1` objects whose references waited for targets, not yet marked: synchronized again.
-const RETRY_UNRESOLVED: &str = "UPDATE ad_objects SET pending_sync = 1 WHERE guid IN \
-     (SELECT guid FROM ad_objects WHERE unresolved_refs = 1 AND pending_sync = 0 LIMIT $1)";
+const RETRY_UNRESOLVED: &str = "INSERT INTO ad_pending (guid, revision) \
+     SELECT o.guid, o.revision FROM ad_unresolved u JOIN ad_objects o ON o.guid = u.guid \
+     WHERE NOT EXISTS (SELECT 1 FROM ad_pending p WHERE p.guid = u.guid) LIMIT $1";
 
 /// The condition "(guid, revision) is one of `rows`" (a multi-row `VALUES`). Written as a
 /// subquery: SQLite answers a row value `IN (VALUES ...)` by reading the whole table.
@@ -262,10 +272,7 @@ fn at_revisions(rows: &str) -> String {
 
 /// Marks synchronized the objects at the revisions in `rows`.
 fn clear_pending_sql(rows: &str) -> String {
-    format!(
-        "UPDATE ad_objects SET pending_sync = 0 WHERE {}",
-        at_revisions(rows)
-    )
+    format!("DELETE FROM ad_pending WHERE {}", at_revisions(rows))
 }
 
 /// Removes the pending exports at the revisions in `rows`; returns the guids removed.
@@ -484,17 +491,14 @@ impl SyncStore {
     }
 
     pub async fn pending_sync_count(&self) -> Result<u64, StoreError> {
-        self.count("SELECT COUNT(*) AS n FROM ad_objects WHERE pending_sync = 1")
-            .await
+        self.count("SELECT COUNT(*) AS n FROM ad_pending").await
     }
 
     pub async fn has_pending_sync(&self) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query("SELECT guid FROM ad_objects WHERE pending_sync = 1 LIMIT 1")
-                .fetch_optional(self.db.pool())
-                .await?
-                .is_some(),
-        )
+        Ok(sqlx::query("SELECT guid FROM ad_pending LIMIT 1")
+            .fetch_optional(self.db.pool())
+            .await?
+            .is_some())
     }
 
     pub async fn ad_object(&self, guid: &str) -> Result<Option<AdObject>, StoreError> {
@@ -862,21 +866,25 @@ impl Tx {
         generation: i64,
     ) -> Result<(), StoreError> {
         const COLUMNS: usize = 7;
-        for chunk in objects.chunks(PARAMS_MAX / COLUMNS) {
+        let guids: Vec<String> = objects.iter().map(|o| o.guid.to_string()).collect();
+        let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
+        for (chunk, guids) in objects
+            .chunks(PARAMS_MAX / COLUMNS)
+            .zip(guid_refs.chunks(PARAMS_MAX / COLUMNS))
+        {
             let sql = self.positional(format!(
-                // pending_sync defaults to 1.
                 "INSERT INTO ad_objects (guid, dn, dn_key, class, attrs, deleted, import_generation) \
                  VALUES {} \
                  ON CONFLICT (guid) DO UPDATE SET dn = excluded.dn, dn_key = excluded.dn_key, \
                  class = excluded.class, attrs = excluded.attrs, deleted = excluded.deleted, \
-                 pending_sync = 1, import_generation = excluded.import_generation, \
+                 import_generation = excluded.import_generation, \
                  revision = ad_objects.revision + 1",
                 value_rows(COLUMNS, chunk.len())
             ));
             let mut query = sqlx::query(&sql);
-            for object in chunk {
+            for (object, guid) in chunk.iter().zip(guids) {
                 query = query
-                    .bind(object.guid.to_string())
+                    .bind(*guid)
                     .bind(object.dn.to_string())
                     .bind(object.dn.normalized())
                     .bind(&object.class)
@@ -886,6 +894,15 @@ impl Tx {
             }
             query.execute(self.tx.conn()).await?;
         }
+        // Each at the revision just written.
+        self.execute_per_chunk(&guid_refs, |list| {
+            format!(
+                "INSERT INTO ad_pending (guid, revision) \
+                 SELECT guid, revision FROM ad_objects WHERE guid IN ({list}) \
+                 ON CONFLICT (guid) DO UPDATE SET revision = excluded.revision"
+            )
+        })
+        .await?;
         self.put_links(objects).await
     }
 
@@ -987,9 +1004,19 @@ impl Tx {
 
     /// After a full import: objects it did not see are gone from AD.
     pub async fn sweep_unseen(&mut self, generation: i64) -> Result<u64, StoreError> {
+        const UNSEEN: &str = "guid > $1 AND guid <= $2 AND import_generation < $3 AND deleted = 0";
         self.update_in_guid_ranges(
-            "UPDATE ad_objects SET deleted = 1, pending_sync = 1, revision = revision + 1 \
-             WHERE guid > $1 AND guid <= $2 AND import_generation < $3 AND deleted = 0",
+            &[
+                // Pending at the revision the update below makes; before it, which ends the match.
+                &format!(
+                    "INSERT INTO ad_pending (guid, revision) \
+                     SELECT guid, revision + 1 FROM ad_objects WHERE {UNSEEN} \
+                     ON CONFLICT (guid) DO UPDATE SET revision = excluded.revision"
+                ),
+                &format!(
+                    "UPDATE ad_objects SET deleted = 1, revision = revision + 1 WHERE {UNSEEN}"
+                ),
+            ],
             Some(generation),
         )
         .await
@@ -997,19 +1024,22 @@ impl Tx {
 
     pub async fn mark_all_pending(&mut self) -> Result<(), StoreError> {
         self.update_in_guid_ranges(
-            "UPDATE ad_objects SET pending_sync = 1 WHERE guid > $1 AND guid <= $2",
+            &["INSERT INTO ad_pending (guid, revision) \
+               SELECT guid, revision FROM ad_objects WHERE guid > $1 AND guid <= $2 \
+               ON CONFLICT (guid) DO NOTHING"],
             None,
         )
         .await?;
         Ok(())
     }
 
-    /// Runs `sql`, an update of the objects with `$1 < guid <= $2` (and `arg` as `$3`), over
-    /// every object, `UPDATE_RANGE` guids at a time: on SQLite a statement's journal holds in
-    /// memory every page it changes. Returns the number of objects changed.
+    /// Runs `statements`, each a write about the objects with `$1 < guid <= $2` (and `arg` as
+    /// `$3`), over every object, `UPDATE_RANGE` guids at a time: on SQLite a statement's
+    /// journal holds in memory every page it changes. Returns the number of objects the last
+    /// statement changed.
     async fn update_in_guid_ranges(
         &mut self,
-        sql: &str,
+        statements: &[&str],
         arg: Option<i64>,
     ) -> Result<u64, StoreError> {
         let mut after = String::new();
@@ -1027,11 +1057,15 @@ impl Tx {
             let Some(last) = last else {
                 return Ok(changed);
             };
-            let mut query = sqlx::query(sql).bind(&after).bind(&last);
-            if let Some(arg) = arg {
-                query = query.bind(arg);
+            let mut last_changed = 0;
+            for sql in statements {
+                let mut query = sqlx::query(sql).bind(&after).bind(&last);
+                if let Some(arg) = arg {
+                    query = query.bind(arg);
+                }
+                last_changed = query.execute(self.tx.conn()).await?.rows_affected();
             }
-            changed += query.execute(self.tx.conn()).await?.rows_affected();
+            changed += last_changed;
             after = last;
         }
     }
@@ -1095,7 +1129,7 @@ impl Tx {
 
     /// Forgets an AD object that is deleted and no longer joined to anything.
     pub async fn forget_ad_object(&mut self, guid: &str) -> Result<(), StoreError> {
-        for table in ["ad_objects", "metaverse"] {
+        for table in ["ad_objects", "ad_pending", "ad_unresolved", "metaverse"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE guid = $1"))
                 .bind(guid)
                 .execute(self.tx.conn())
@@ -1118,13 +1152,12 @@ impl Tx {
         guids: &[&str],
         unresolved: bool,
     ) -> Result<(), StoreError> {
-        // Rows already holding the value are left alone: a rewritten row is a dirty page.
-        let value = i64::from(unresolved);
-        self.execute_per_chunk(guids, |list| {
-            format!(
-                "UPDATE ad_objects SET unresolved_refs = {value} \
-                 WHERE unresolved_refs <> {value} AND guid IN ({list})"
-            )
+        self.execute_per_chunk(guids, |list| match unresolved {
+            true => format!(
+                "INSERT INTO ad_unresolved (guid) SELECT guid FROM ad_objects \
+                 WHERE guid IN ({list}) ON CONFLICT (guid) DO NOTHING"
+            ),
+            false => format!("DELETE FROM ad_unresolved WHERE guid IN ({list})"),
         })
         .await
     }
@@ -1366,6 +1399,52 @@ mod tests {
         tx.commit().await.unwrap();
     }
 
+    /// A store made before synchronization state had tables of its own keeps it on upgrade:
+    /// what waited for synchronization still waits, at its revision, and what waited for a
+    /// reference is retried.
+    async fn sync_state_leaves_the_rows_on_upgrade(url: Secret) {
+        const BEFORE: Schema = Schema {
+            version_table: SCHEMA.version_table,
+            sqlite: SCHEMA.sqlite.split_at(5).0,
+            postgres: SCHEMA.postgres.split_at(5).0,
+        };
+        let old = Database::open(&url, &BEFORE, SqliteUse::Sequential)
+            .await
+            .unwrap();
+        for (i, (name, pending, unresolved)) in [("a", 1, 0), ("b", 0, 1), ("c", 0, 0)]
+            .into_iter()
+            .enumerate()
+        {
+            let guid = ObjectGuid::from_bytes(&[i as u8 + 1; 16])
+                .unwrap()
+                .to_string();
+            sqlx::query(
+                "INSERT INTO ad_objects (guid, dn, dn_key, class, attrs, pending_sync, \
+                 unresolved_refs, revision) VALUES ($1, $2, $3, 'user', '{}', $4, $5, 3)",
+            )
+            .bind(guid)
+            .bind(format!("CN={name},DC=lab"))
+            .bind(format!("cn={name},dc=lab"))
+            .bind(pending)
+            .bind(unresolved)
+            .execute(old.pool())
+            .await
+            .unwrap();
+        }
+        drop(old);
+        let store = SyncStore::open(&url).await.unwrap();
+        let pending = store.pending_sync("", 10).await.unwrap();
+        let waiting: Vec<(String, i64)> = pending
+            .iter()
+            .map(|p| (p.object.dn.to_string(), p.revision))
+            .collect();
+        assert_eq!(waiting, [("CN=a,DC=lab".to_owned(), 3)]);
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.retry_unresolved_refs().await.unwrap(), 1);
+        tx.commit().await.unwrap();
+        assert_eq!(store.pending_sync_count().await.unwrap(), 2);
+    }
+
     /// More objects than one statement holds: every row and link lands, and writing a page again
     /// replaces the links of exactly its objects.
     async fn a_page_is_written_in_chunks(url: Secret) {
@@ -1541,13 +1620,20 @@ mod tests {
                 .iter()
                 .map(|row| row.try_get::<String, _>(3).unwrap())
                 .collect();
-            let scans = ["SCAN ad_objects", "SCAN pending_exports"];
+            let scans = [
+                "SCAN ad_objects",
+                "SCAN o",
+                "SCAN pending_exports",
+                "SCAN ad_pending",
+                "SCAN p",
+            ];
             assert!(
                 plan.iter().all(|step| !scans.contains(&step.as_str())),
                 "{sql}: {plan:?}"
             );
             assert!(
-                plan.iter().any(|step| step.contains("INDEX")),
+                plan.iter()
+                    .any(|step| step.contains("INDEX") || step.contains("PRIMARY KEY")),
                 "{sql}: {plan:?}"
             );
         }
@@ -1596,7 +1682,7 @@ mod tests {
         tx.put_ad_objects(&objects.iter().collect::<Vec<_>>(), 1)
             .await
             .unwrap();
-        sqlx::query("UPDATE ad_objects SET pending_sync = 0")
+        sqlx::query("DELETE FROM ad_pending")
             .execute(tx.tx.conn())
             .await
             .unwrap();
@@ -1604,10 +1690,12 @@ mod tests {
         tx.commit().await.unwrap();
         assert_eq!(store.pending_sync_count().await.unwrap(), count);
         let mut tx = store.begin().await.unwrap();
-        sqlx::query("UPDATE ad_objects SET pending_sync = 0, unresolved_refs = 1")
-            .execute(tx.tx.conn())
-            .await
-            .unwrap();
+        for sql in [
+            "DELETE FROM ad_pending",
+            "INSERT INTO ad_unresolved (guid) SELECT guid FROM ad_objects",
+        ] {
+            sqlx::query(sql).execute(tx.tx.conn()).await.unwrap();
+        }
         assert_eq!(tx.retry_unresolved_refs().await.unwrap(), count);
         assert_eq!(tx.sweep_unseen(2).await.unwrap(), count);
         assert_eq!(tx.sweep_unseen(2).await.unwrap(), 0);
@@ -1620,6 +1708,13 @@ mod tests {
         ranges_on_postgres,
         "ranges",
         async |url: String| updates_of_every_object_go_in_ranges(Secret::new(url)).await
+    );
+
+    idbridge_testkit::on_sqlite_and_postgres!(
+        sync_state_upgrade_on_sqlite,
+        sync_state_upgrade_on_postgres,
+        "sync state upgrade",
+        async |url: String| sync_state_leaves_the_rows_on_upgrade(Secret::new(url)).await
     );
 
     idbridge_testkit::on_sqlite_and_postgres!(

@@ -22,6 +22,8 @@ const PENDING_ORDER_MIGRATION: &str =
     include_str!("../../migrations/common/0003_pending_order.sql");
 const REVISIONS_MIGRATION: &str = include_str!("../../migrations/common/0004_revisions.sql");
 const INDEXES_MIGRATION: &str = include_str!("../../migrations/common/0005_indexes.sql");
+const SYNC_STATE_SQLITE: &str = include_str!("../../migrations/sqlite/0006_sync_state.sql");
+const SYNC_STATE_POSTGRES: &str = include_str!("../../migrations/postgres/0006_sync_state.sql");
 const SCHEMA: Schema = Schema {
     version_table: "agent_schema",
     sqlite: &[
@@ -30,10 +32,7 @@ const SCHEMA: Schema = Schema {
         (3, PENDING_ORDER_MIGRATION),
         (4, REVISIONS_MIGRATION),
         (5, INDEXES_MIGRATION),
-        (
-            6,
-            include_str!("../../migrations/sqlite/0006_sync_state.sql"),
-        ),
+        (6, SYNC_STATE_SQLITE),
     ],
     postgres: &[
         (1, include_str!("../../migrations/postgres/0001_sync.sql")),
@@ -41,10 +40,7 @@ const SCHEMA: Schema = Schema {
         (3, PENDING_ORDER_MIGRATION),
         (4, REVISIONS_MIGRATION),
         (5, INDEXES_MIGRATION),
-        (
-            6,
-            include_str!("../../migrations/postgres/0006_sync_state.sql"),
-        ),
+        (6, SYNC_STATE_POSTGRES),
     ],
 };
 

@@ -73,6 +73,10 @@ pub(crate) struct ExportPass {
     pub next: Vec<String>,
     /// The held exports of earlier calls, by the references they wait for.
     pub waiting: Waiting,
+    /// The connection to the server, kept from one call to the next: a full cycle makes dozens
+    /// of calls, and each new client read the server's configuration and opened its TLS
+    /// connections again.
+    client: Option<ScimClient>,
 }
 
 impl ExportPass {
@@ -257,7 +261,10 @@ impl SyncContext {
         if total == 0 {
             return Ok(Outcome::Done);
         }
-        let client = ScimClient::connect(self.scim.clone()).await?;
+        let client = match pass.client.take() {
+            Some(client) => client,
+            None => ScimClient::connect(self.scim.clone()).await?,
+        };
         let matcher = Matcher::new(&client);
         let mut new_users = Vec::new();
         let mut sent = 0u64;
@@ -345,6 +352,7 @@ impl SyncContext {
             confirmed?;
             next = fetched?;
         }
+        pass.client = Some(client);
         if sent == 0 {
             return Ok(Outcome::Done);
         }

@@ -369,8 +369,9 @@ impl SyncContext {
         Ok(())
     }
 
-    /// Writes a page of a full import (or the pages that queued up), in one transaction. What the store already holds is
-    /// read for the page at once, and unchanged objects are only marked seen, together.
+    /// Writes a page of a full import (or the pages that queued up), in one transaction. What
+    /// the store already holds is read for the page at once, and unchanged objects are only
+    /// marked seen, together.
     async fn import_page(
         &self,
         entries: Vec<AdEntry>,

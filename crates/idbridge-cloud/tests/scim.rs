@@ -411,6 +411,86 @@ async fn groups_and_bulk(backend: Backend) {
     c.stop().await;
 }
 
+/// Without `failOnErrors` every operation runs, in order, and succeeds or fails alone: a
+/// userName taken by a stored user or by an earlier create of the same request, a document
+/// without one, a `bulkId` whose create failed.
+async fn bulk_creates_together(backend: Backend) {
+    let c = TestCloud::start(backend, "scim_bulk_creates").await;
+    let a = Some(c.admin.as_str());
+    let held = c.scim_user(&c.admin, user("held@x.test")).await;
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "a", "data": user("a@x.test")},
+            {"method": "POST", "path": "/Users", "bulkId": "twin", "data": user("A@X.test")},
+            {"method": "POST", "path": "/Users", "bulkId": "held", "data": user("held@x.test")},
+            {"method": "POST", "path": "/Users", "bulkId": "nameless",
+             "data": {"schemas": [USER], "title": "no name"}},
+            {"method": "POST", "path": "/Groups", "bulkId": "g",
+             "data": {"schemas": [GROUP], "displayName": "Team", "members": [{"value": "bulkId:a"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "b", "data": user("b@x.test")},
+            {"method": "POST", "path": "/Groups", "bulkId": "twins",
+             "data": {"schemas": [GROUP], "displayName": "Twins", "members": [{"value": "bulkId:twin"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "c",
+             "data": {"schemas": [USER], "userName": "c@x.test", "password": "Secr3t-pw!"}}
+        ]
+    });
+    let r = c.call(Method::POST, "/scim/v2/Bulk", a, Some(bulk)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ops = r.body["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = ops.iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        ["201", "409", "409", "400", "201", "201", "409", "201"],
+        "{}",
+        r.body
+    );
+    assert_eq!(ops[1]["response"]["scimType"], "uniqueness");
+    let taken = ops[2]["response"]["detail"].as_str().unwrap();
+    assert!(taken.contains(&held), "names the holder: {taken}");
+    assert_eq!(
+        ops[6]["response"]["detail"], "bulkId \"twin\" cannot be resolved",
+        "{}",
+        r.body
+    );
+    let path = |op: &Value| {
+        let location = op["location"].as_str().unwrap();
+        assert!(location.starts_with(&c.base), "{location}");
+        location
+            .split("/scim/v2")
+            .nth(1)
+            .map(|p| format!("/scim/v2{p}"))
+            .unwrap()
+    };
+    let mut created = Vec::new();
+    for op in [&ops[0], &ops[4], &ops[5], &ops[7]] {
+        let got = c.call(Method::GET, &path(op), a, None).await;
+        assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+        assert_eq!(op["version"], got.body["meta"]["version"], "{}", got.body);
+        created.push(got.body);
+    }
+    assert_eq!(created[0]["userName"], "a@x.test");
+    assert_eq!(created[1]["members"][0]["value"], created[0]["id"]);
+    assert_eq!(created[2]["userName"], "b@x.test");
+    assert_eq!(
+        c.sign_in("c@x.test", "Secr3t-pw!").await.status,
+        StatusCode::OK
+    );
+    // One audit entry per resource created, none for the failures.
+    let audit = c
+        .call(Method::GET, "/api/v1/audit?action=user.create", a, None)
+        .await;
+    let mut names: Vec<&str> = audit.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a@x.test", "b@x.test", "c@x.test", "held@x.test"]);
+    c.stop().await;
+}
+
 async fn bad_input_and_access(backend: Backend) {
     let c = TestCloud::start_with(
         backend,
@@ -771,6 +851,7 @@ on_both_backends!(
     user_lifecycle,
     filters_sorting_paging_projection,
     groups_and_bulk,
+    bulk_creates_together,
     bad_input_and_access,
     on_premises_objects_belong_to_the_sync_agent,
     contacts,

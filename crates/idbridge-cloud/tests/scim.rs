@@ -24,6 +24,12 @@ fn patch(ops: Value) -> Value {
     json!({"schemas": [PATCH], "Operations": ops})
 }
 
+/// The path of a resource's `meta.location` (an absolute URL), to call it.
+fn scim_path(location: &str) -> String {
+    let path = location.split("/scim/v2").nth(1).unwrap();
+    format!("/scim/v2{path}")
+}
+
 fn ids(list: &Value) -> Vec<String> {
     list["Resources"]
         .as_array()
@@ -389,14 +395,7 @@ async fn groups_and_bulk(backend: Backend) {
     let group = c
         .call(
             Method::GET,
-            ops[1]["location"]
-                .as_str()
-                .unwrap()
-                .split("/scim/v2")
-                .nth(1)
-                .map(|p| format!("/scim/v2{p}"))
-                .unwrap()
-                .as_str(),
+            &scim_path(ops[1]["location"].as_str().unwrap()),
             a,
             None,
         )
@@ -414,8 +413,8 @@ async fn groups_and_bulk(backend: Backend) {
 /// Without `failOnErrors` every operation runs, in order, and succeeds or fails alone: a
 /// userName taken by a stored user or by an earlier create of the same request, a document
 /// without one, a `bulkId` whose create failed.
-async fn bulk_creates_together(backend: Backend) {
-    let c = TestCloud::start(backend, "scim_bulk_creates").await;
+async fn bulk_operations_fail_alone(backend: Backend) {
+    let c = TestCloud::start(backend, "scim_bulk_alone").await;
     let a = Some(c.admin.as_str());
     let held = c.scim_user(&c.admin, user("held@x.test")).await;
     let bulk = json!({
@@ -453,18 +452,11 @@ async fn bulk_creates_together(backend: Backend) {
         "{}",
         r.body
     );
-    let path = |op: &Value| {
-        let location = op["location"].as_str().unwrap();
-        assert!(location.starts_with(&c.base), "{location}");
-        location
-            .split("/scim/v2")
-            .nth(1)
-            .map(|p| format!("/scim/v2{p}"))
-            .unwrap()
-    };
     let mut created = Vec::new();
     for op in [&ops[0], &ops[4], &ops[5], &ops[7]] {
-        let got = c.call(Method::GET, &path(op), a, None).await;
+        let location = op["location"].as_str().unwrap();
+        assert!(location.starts_with(&c.base), "{location}");
+        let got = c.call(Method::GET, &scim_path(location), a, None).await;
         assert_eq!(got.status, StatusCode::OK, "{}", got.body);
         assert_eq!(op["version"], got.body["meta"]["version"], "{}", got.body);
         created.push(got.body);
@@ -851,7 +843,7 @@ on_both_backends!(
     user_lifecycle,
     filters_sorting_paging_projection,
     groups_and_bulk,
-    bulk_creates_together,
+    bulk_operations_fail_alone,
     bad_input_and_access,
     on_premises_objects_belong_to_the_sync_agent,
     contacts,

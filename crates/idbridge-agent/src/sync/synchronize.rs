@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures_util::TryStreamExt as _;
 use idbridge_core::Dn;
 use idbridge_engine::{
     encode_values, managed_attributes, member_set, project, render, resolve_references, AdObject,
@@ -20,6 +21,9 @@ use super::store::{
 use super::{off_the_runtime, SyncContext, SyncError};
 
 const BATCH: i64 = 2000;
+/// Batches synchronized at once: one's rules run on a blocking thread while the store reads or
+/// commits another's. Batches are disjoint sets of objects, so their order does not matter.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// True when sending `desired` would change what the cloud was last confirmed to hold.
 pub(crate) fn differs(confirmed: &serde_json::Value, desired: &serde_json::Value) -> bool {
@@ -66,52 +70,31 @@ impl SyncContext {
         };
         let started = std::time::Instant::now();
         let total = self.store.pending_sync_count().await?;
-        let mut after = String::new();
-        let mut synced = 0u64;
-        loop {
+        // Batches in guid order, each read as soon as there is room for it.
+        let batches = futures_util::stream::try_unfold(String::new(), |after| async move {
             let pending = self.store.pending_sync(&after, BATCH).await?;
-            let Some(last) = pending.last() else { break };
-            after = last.object.guid.to_string();
-            let planner = Planner {
-                rules: self.rules.clone(),
-                scope: self.scope.clone(),
-                pilot: pilot.clone(),
-                now: self.now(),
-            };
-            // The rules run on a blocking thread, so that the import and the export, which
-            // share this task, go on meanwhile (on another core when there is one).
-            let (pending, projected, referenced) = off_the_runtime({
-                let planner = planner.clone();
-                move || {
-                    let (projected, referenced) = planner.project(&pending);
-                    (pending, projected, referenced)
-                }
-            })
-            .await?;
-            let cloud_ids = self.store.cloud_ids_for(&referenced).await?;
-            let guids: Vec<String> = pending.iter().map(|p| p.object.guid.to_string()).collect();
-            let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
-            let joined = self.store.cloud_objects_for(&guid_refs).await?;
-            let (pending, writes) = off_the_runtime(move || {
-                let writes = planner.plan(&pending, projected, &cloud_ids, &joined);
-                (pending, writes)
-            })
-            .await?;
-            counts.errors += writes.errors.len() as i64;
-            let exports: Vec<String> = writes.exports.iter().map(|e| e.guid.clone()).collect();
-            let mut tx = self.store.begin().await?;
-            writes.flush(&mut tx).await?;
-            tx.clear_pending(&pending).await?;
-            tx.commit().await?;
-            if let Some(queued) = queued.filter(|_| !exports.is_empty()) {
+            let after = pending.last().map(|last| last.object.guid.to_string());
+            Ok::<_, SyncError>(after.map(|after| (pending, after)))
+        });
+        let synchronized = batches
+            .map_ok(|pending| self.synchronize_batch(pending, pilot.clone()))
+            .try_buffered(BATCHES_IN_FLIGHT);
+        let mut synchronized = std::pin::pin!(synchronized);
+        let mut synced = 0u64;
+        while let Some(batch) = synchronized.try_next().await? {
+            counts.errors += batch.errors;
+            if let Some(queued) = queued.filter(|_| !batch.exports.is_empty()) {
                 // The receiver is gone only when the export stopped (held, or failed).
-                let _ = queued.send(exports);
+                let _ = queued.send(batch.exports);
             }
-            let step = pending.len() as u64;
-            synced += step;
+            synced += batch.objects;
             // Beyond the count taken at the start, a running import is adding to it.
-            self.progress
-                .step("sync", synced, step, (synced <= total).then_some(total));
+            self.progress.step(
+                "sync",
+                synced,
+                batch.objects,
+                (synced <= total).then_some(total),
+            );
         }
         if synced > 0 {
             tracing::info!(
@@ -122,6 +105,57 @@ impl SyncContext {
         }
         Ok(())
     }
+
+    /// Synchronizes one batch of pending objects and commits what it writes.
+    async fn synchronize_batch(
+        &self,
+        pending: Vec<PendingSync>,
+        pilot: Option<Arc<HashSet<String>>>,
+    ) -> Result<SyncedBatch, SyncError> {
+        let planner = Planner {
+            rules: self.rules.clone(),
+            scope: self.scope.clone(),
+            pilot,
+            now: self.now(),
+        };
+        // The rules run on a blocking thread, so that the import and the export, which
+        // share this task, go on meanwhile (on another core when there is one).
+        let (pending, projected, referenced) = off_the_runtime({
+            let planner = planner.clone();
+            move || {
+                let (projected, referenced) = planner.project(&pending);
+                (pending, projected, referenced)
+            }
+        })
+        .await?;
+        let cloud_ids = self.store.cloud_ids_for(&referenced).await?;
+        let guids: Vec<String> = pending.iter().map(|p| p.object.guid.to_string()).collect();
+        let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
+        let joined = self.store.cloud_objects_for(&guid_refs).await?;
+        let (pending, writes) = off_the_runtime(move || {
+            let writes = planner.plan(&pending, projected, &cloud_ids, &joined);
+            (pending, writes)
+        })
+        .await?;
+        let done = SyncedBatch {
+            objects: pending.len() as u64,
+            errors: writes.errors.len() as i64,
+            exports: writes.exports.iter().map(|e| e.guid.clone()).collect(),
+        };
+        let mut tx = self.store.begin().await?;
+        writes.flush(&mut tx).await?;
+        tx.clear_pending(&pending).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+}
+
+/// What synchronizing a batch did.
+struct SyncedBatch {
+    objects: u64,
+    errors: i64,
+    /// The objects it queued an export for (created or updated; deprovisions aside).
+    exports: Vec<String>,
 }
 
 /// The off-runtime half of synchronizing a batch: scope, rules and rendering, pure functions

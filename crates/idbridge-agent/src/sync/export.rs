@@ -7,12 +7,12 @@
 
 mod matching;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
 use idbridge_ad::AdConnector;
-use idbridge_core::{AttrName, ObjectGuid};
+use idbridge_core::{AttrName, Dn, ObjectGuid};
 use idbridge_engine::{
     managed_attributes, resolve_references, unresolved_references, CloudKind, ScimDialect,
 };
@@ -73,6 +73,10 @@ pub(crate) struct ExportPass {
     pub next: Vec<String>,
     /// The held exports of earlier calls, by the references they wait for.
     pub waiting: Waiting,
+    /// Normalized DN -> cloud id of the objects this run exported. Most references a full cycle
+    /// resolves are to them (a group's members, a user's manager), and the store would read
+    /// each from a random page of its cloud objects.
+    exported_ids: HashMap<String, String>,
     /// The connection to the server, kept from one call to the next: a full cycle makes dozens
     /// of calls, and each new client read the server's configuration and opened its TLS
     /// connections again.
@@ -275,7 +279,7 @@ impl SyncContext {
         while let Some(mut page) = next.take() {
             page.retain(|p| !pass.failed.contains(&p.guid));
             let completed = self
-                .resolve_pending_references(&mut page, !hold_unresolved)
+                .resolve_pending_references(&mut page, &pass.exported_ids, !hold_unresolved)
                 .await?;
             let (held, page): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| p.unresolved);
             pass.held.extend(held.into_iter().map(|p| Held {
@@ -383,34 +387,37 @@ impl SyncContext {
     }
 
     /// Puts cloud ids into the reference placeholders of `pending` for targets that have a
-    /// cloud object by now (exported earlier in this run, say). An export whose references all
-    /// resolve is no longer `unresolved`; with `drop_unresolved`, none is (what does not resolve
-    /// is left out, and the object is synced again once it does). Returns the exports whose
-    /// references were all completed here.
+    /// cloud object by now (exported earlier in this run, say: those are in `exported_ids`). An
+    /// export whose references all resolve is no longer `unresolved`; with `drop_unresolved`,
+    /// none is (what does not resolve is left out, and the object is synced again once it
+    /// does). Returns the exports whose references were all completed here.
     async fn resolve_pending_references(
         &self,
         pending: &mut [PendingExport],
+        exported_ids: &HashMap<String, String>,
         drop_unresolved: bool,
     ) -> Result<HashSet<String>, SyncError> {
         let targets: HashSet<String> = pending
             .iter()
             .filter(|p| p.unresolved)
             .flat_map(|p| unresolved_references(&p.doc))
+            .filter(|dn| !exported_ids.contains_key(dn))
             .collect();
-        let cloud_ids = if targets.is_empty() {
+        let stored_ids = if targets.is_empty() {
             Default::default()
         } else {
             self.store.cloud_ids_for(&targets).await?
         };
+        let cloud_id = |dn: &str| exported_ids.get(dn).or_else(|| stored_ids.get(dn));
         let mut completed = HashSet::new();
         for export in pending.iter_mut().filter(|p| p.unresolved) {
             let refs = unresolved_references(&export.doc);
-            if !refs.is_empty() && refs.iter().all(|dn| cloud_ids.contains_key(dn)) {
+            if !refs.is_empty() && refs.iter().all(|dn| cloud_id(dn).is_some()) {
                 completed.insert(export.guid.clone());
             }
             let left = resolve_references(
                 &mut export.doc,
-                &|dn| cloud_ids.get(dn).cloned(),
+                &|dn| cloud_id(dn).cloned(),
                 drop_unresolved,
             );
             export.unresolved = left > 0;
@@ -503,9 +510,13 @@ impl SyncContext {
         for ((export, joined), result) in outcomes {
             match result {
                 Ok(confirmed) => {
+                    let dn_key = Dn::parse(&export.dn).map(|dn| dn.normalized().to_owned());
                     match (export.action, confirmed) {
                         (ExportAction::Deprovision, _) => {
                             counts.deletes += 1;
+                            if let Ok(key) = &dn_key {
+                                pass.exported_ids.remove(key);
+                            }
                             tx.delete_cloud_object(&export.guid).await?;
                             if tx.ad_object(&export.guid).await?.is_some_and(|o| o.deleted) {
                                 tx.forget_ad_object(&export.guid).await?;
@@ -520,6 +531,9 @@ impl SyncContext {
                                 pass.joined.push((export.guid.clone(), export.dn.clone()));
                             } else {
                                 counts.updates += 1;
+                            }
+                            if let Ok(key) = dn_key {
+                                pass.exported_ids.insert(key, cloud.cloud_id.clone());
                             }
                             confirmed_objects.push(cloud);
                         }

@@ -118,20 +118,20 @@ impl SyncContext {
             pilot,
             now: self.now(),
         };
+        let guids: Vec<String> = pending.iter().map(|p| p.object.guid.to_string()).collect();
+        let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
+        let joined = self.store.cloud_objects_for(&guid_refs).await?;
         // The rules run on a blocking thread, so that the import and the export, which
         // share this task, go on meanwhile (on another core when there is one).
-        let (pending, projected, referenced) = off_the_runtime({
+        let (pending, projected, joined, referenced) = off_the_runtime({
             let planner = planner.clone();
             move || {
-                let (projected, referenced) = planner.project(&pending);
-                (pending, projected, referenced)
+                let (projected, referenced) = planner.project(&pending, &joined);
+                (pending, projected, joined, referenced)
             }
         })
         .await?;
         let cloud_ids = self.store.cloud_ids_for(&referenced).await?;
-        let guids: Vec<String> = pending.iter().map(|p| p.object.guid.to_string()).collect();
-        let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
-        let joined = self.store.cloud_objects_for(&guid_refs).await?;
         let (pending, writes) = off_the_runtime(move || {
             let writes = planner.plan(&pending, projected, &cloud_ids, &joined);
             (pending, writes)
@@ -171,17 +171,26 @@ struct Planner {
 }
 
 impl Planner {
-    /// Each object through scope and rules, and the references (normalized DNs) the ones in
-    /// scope make: only those are looked up, so a delta cycle does no work proportional to the
-    /// directory's size.
-    fn project(&self, pending: &[PendingSync]) -> (Vec<Projected>, HashSet<String>) {
+    /// Each object through scope and rules, and the references (normalized DNs) that those in
+    /// scope and joined to a cloud object make: only those are looked up, so a delta cycle does
+    /// no work proportional to the directory's size. An object not in the cloud yet has nothing
+    /// to compare with, so its references stay placeholders until the export resolves them as
+    /// it sends the object (against the objects the run exported first: a full cycle's are
+    /// nearly all of them).
+    fn project(
+        &self,
+        pending: &[PendingSync],
+        joined: &HashMap<String, CloudObject>,
+    ) -> (Vec<Projected>, HashSet<String>) {
         let projected: Vec<Projected> = pending
             .iter()
             .map(|p| project(&self.rules, &self.scope, &p.object, self.pilot.as_deref()))
             .collect();
-        let referenced = projected
+        let referenced = pending
             .iter()
-            .filter_map(|p| match p {
+            .zip(&projected)
+            .filter(|(p, _)| joined.contains_key(&p.object.guid.to_string()))
+            .filter_map(|(_, projected)| match projected {
                 Ok(Disposition::InScope(p)) => Some(p.references()),
                 _ => None,
             })

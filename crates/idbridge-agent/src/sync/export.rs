@@ -7,6 +7,7 @@
 
 mod matching;
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -19,9 +20,11 @@ use idbridge_engine::{
 use idbridge_scim::ResourceKind;
 use idbridge_scim_client::{minimal_patch, PatchOp, ScimClient, ScimClientError, Write};
 use serde_json::{json, Value};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::Notify;
 
 use self::matching::Matcher;
-use super::follow::Waiting;
 use super::store::{CloudObject, ExportAction, PendingCursor, PendingExport, RunCounts, SyncStore};
 use super::{Outcome, SyncContext, SyncError};
 use crate::config::Deprovision;
@@ -39,11 +42,12 @@ const ANCHOR_STAGE: &str = "anchor";
 /// by the next run).
 const EXPORT_CHUNK: usize = 100;
 
-/// Chunks of a page in flight at once: while the server works on some, the agent plans the
-/// next and commits the confirmations of the last (each side waited for the other when one
-/// chunk went at a time). A chunk is confirmed as soon as it is back, in whatever order: the
-/// page's references were resolved before any was sent, so chunks do not depend on each other,
-/// and a slow one does not hold the others' confirmations (nor the chunks after them).
+/// Chunks in flight at once (and planned ahead of them): while the server works on some, the
+/// agent plans the next and commits the confirmations of the last (each side waited for the
+/// other when one chunk went at a time). A chunk is confirmed as soon as it is back, in
+/// whatever order: its references were resolved before it was sent, so chunks do not depend
+/// on each other, and a slow one does not hold the others' confirmations (nor the chunks after
+/// them).
 const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// The SCIM resource type a metaverse object's kind exports to.
@@ -55,7 +59,7 @@ fn resource_kind(kind: CloudKind) -> ResourceKind {
     }
 }
 
-/// What the export passes of one run share.
+/// What the export calls of one run share.
 #[derive(Default)]
 pub(crate) struct ExportPass {
     /// Objects that failed: not tried again in this run.
@@ -64,41 +68,17 @@ pub(crate) struct ExportPass {
     pub failed_deletes: u64,
     /// Objects joined to a cloud object in this run (guid, DN).
     pub joined: Vec<(String, String)>,
-    /// Objects whose exports the last call held back because their references do not resolve
-    /// yet.
-    pub held: Vec<Held>,
-    /// The objects whose pending exports the next call sends; all of them when empty. Waves
-    /// set it to the held ones their predecessors released (nothing else changes the pending
-    /// exports between two waves).
-    pub next: Vec<String>,
-    /// The held exports of earlier calls, by the references they wait for.
+    /// Exports held back because their references do not resolve yet, by the references they
+    /// wait for: a confirmation that joins the last of them releases them into the same call.
     pub waiting: Waiting,
     /// Normalized DN -> cloud id of the objects this run exported. Most references a full cycle
     /// resolves are to them (a group's members, a user's manager), and the store would read
     /// each from a random page of its cloud objects.
     exported_ids: HashMap<String, String>,
-    /// The connection to the server, kept from one call to the next: a full cycle makes dozens
-    /// of calls, and each new client read the server's configuration and opened its TLS
+    /// The connection to the server, kept from one call to the next: a full cycle makes
+    /// several calls, and each new client read the server's configuration and opened its TLS
     /// connections again.
     client: Option<ScimClient>,
-}
-
-impl ExportPass {
-    /// Files the exports the last call held under the references they wait for, and adds to
-    /// `released` those whose last missing reference was joined since `joined_seen`.
-    pub(crate) fn wait_for_references(
-        &mut self,
-        joined_seen: &mut usize,
-        released: &mut Vec<String>,
-    ) {
-        for held in self.held.drain(..) {
-            self.waiting.hold(held);
-        }
-        for (_, dn) in self.joined.iter().skip(*joined_seen) {
-            self.waiting.exported(dn, released);
-        }
-        *joined_seen = self.joined.len();
-    }
 }
 
 /// An export held back, and the references (DN keys) it waits for.
@@ -107,54 +87,160 @@ pub(crate) struct Held {
     pub waiting_for: Vec<String>,
 }
 
-/// A chunk of exports as the server answered it, to be confirmed in the store.
-struct ConfirmedChunk<'a> {
-    chunk: &'a [PendingExport],
-    joined: &'a [Option<CloudObject>],
+/// Exports held back for references, by the references they wait for: when an object is
+/// joined, those waiting only for it can go.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    /// DN key -> the held objects referring to it.
+    by_target: HashMap<String, Vec<String>>,
+    /// Held object -> how many of its references are still missing.
+    missing: HashMap<String, usize>,
+}
+
+impl Waiting {
+    pub(crate) fn hold(&mut self, held: Held) {
+        let mut targets = held.waiting_for;
+        targets.sort_unstable();
+        targets.dedup();
+        self.missing.insert(held.guid.clone(), targets.len());
+        for target in targets {
+            self.by_target
+                .entry(target)
+                .or_default()
+                .push(held.guid.clone());
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    /// Whether `guid` is held, waiting for a reference.
+    pub(crate) fn holds(&self, guid: &str) -> bool {
+        self.missing.contains_key(guid)
+    }
+
+    /// How many objects are held.
+    pub(crate) fn len(&self) -> usize {
+        self.missing.len()
+    }
+
+    /// The held objects whose last missing reference is `key` (a normalized DN), just joined.
+    pub(crate) fn exported(&mut self, key: &str, released: &mut Vec<String>) {
+        for guid in self.by_target.remove(key).unwrap_or_default() {
+            if let Some(missing) = self.missing.get_mut(&guid) {
+                *missing = missing.saturating_sub(1);
+                if *missing == 0 {
+                    self.missing.remove(&guid);
+                    released.push(guid);
+                }
+            }
+        }
+    }
+}
+
+/// Which pending exports an export call sends.
+pub(crate) enum Exports<'a> {
+    /// All of them.
+    All,
+    /// Those of these objects.
+    Of(Vec<String>),
+    /// Those of the objects synchronization queues, batch by batch, until it closes the
+    /// channel (a full import's follower).
+    Queued(&'a mut UnboundedReceiver<Vec<String>>),
+}
+
+/// Exports planned together: a slice of a page, sent as one chunk.
+struct Chunk {
+    exports: Vec<PendingExport>,
+    /// The cloud objects they are joined to, by position.
+    joined: Vec<Option<CloudObject>>,
+    /// Those whose references were all completed before sending.
+    refs_completed: HashSet<String>,
+}
+
+/// A chunk as the server answered it, to be confirmed in the store.
+struct ConfirmedChunk {
+    chunk: Chunk,
     results: Vec<Result<Option<CloudObject>, ExportFailure>>,
 }
 
-/// Pending exports read a page at a time: those of the given objects, or else all of them.
-struct PendingPages {
+/// Pending exports read a page at a time: first those of the objects named (by the caller,
+/// by synchronization or by a release), then, when every pending export is asked for, the
+/// rest in the store's order.
+struct PendingPages<'a> {
     only: Vec<String>,
-    cursor: Option<PendingCursor>,
-    done: bool,
+    /// Reading every pending export: where the scan stands (`None` once it ended or when it
+    /// is not asked for).
+    scan: Option<Option<PendingCursor>>,
+    /// Synchronization's queue, until it closes.
+    queued: Option<&'a mut UnboundedReceiver<Vec<String>>>,
 }
 
-/// Pending exports per page (their documents are what an export holds in memory: two pages of
-/// a few MB, the one in flight and the next). The chunks in flight drain at the end of each
-/// page, so pages are not small.
+/// Pending exports per page (their documents are what an export holds in memory: a page being
+/// planned, and the chunks queued and in flight).
 const EXPORT_PAGE: usize = 2000;
 
 /// A page also ends once its documents reach this size: a page of users stays whole, one of
 /// groups with many members is cut short (parsed, it would take ~15 times as much).
 const EXPORT_PAGE_DOC_BYTES: usize = 4 << 20;
 
-impl PendingPages {
-    fn new(only: Vec<String>) -> Self {
-        Self {
-            only,
-            cursor: None,
-            done: false,
+impl<'a> PendingPages<'a> {
+    fn new(exports: Exports<'a>) -> Self {
+        let (only, scan, queued) = match exports {
+            Exports::All => (Vec::new(), Some(None), None),
+            Exports::Of(only) => (only, None, None),
+            Exports::Queued(queued) => (Vec::new(), None, Some(queued)),
+        };
+        Self { only, scan, queued }
+    }
+
+    /// Takes what synchronization queued meanwhile, and notes when it is done.
+    fn take_queued(&mut self) {
+        let Some(queued) = self.queued.as_mut() else {
+            return;
+        };
+        loop {
+            match queued.try_recv() {
+                Ok(mut batch) => self.only.append(&mut batch),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.queued = None;
+                    return;
+                }
+            }
         }
     }
 
-    async fn next(&mut self, store: &SyncStore) -> Result<Option<Vec<PendingExport>>, SyncError> {
-        if self.done {
-            return Ok(None);
+    /// Waits until synchronization queues more, closes its queue, or `other` happens.
+    async fn wait(&mut self, other: impl std::future::Future<Output = ()>) {
+        match self.queued.as_mut() {
+            Some(queued) => tokio::select! {
+                batch = queued.recv() => match batch {
+                    Some(mut batch) => self.only.append(&mut batch),
+                    None => self.queued = None,
+                },
+                () = other => {}
+            },
+            None => other.await,
         }
-        let page = if self.only.is_empty() {
-            let (page, left) = store
-                .pending_exports_after(
-                    self.cursor.as_ref(),
-                    EXPORT_PAGE as i64,
-                    EXPORT_PAGE_DOC_BYTES,
-                )
-                .await?;
-            self.cursor = page.last().map(PendingCursor::after);
-            self.done = left.is_empty() && page.len() < EXPORT_PAGE;
-            page
-        } else {
+    }
+
+    /// Nothing left to read, now or later (a release aside).
+    fn exhausted(&self) -> bool {
+        self.only.is_empty() && self.scan.is_none() && self.queued.is_none()
+    }
+
+    /// Stops reading: what is left stays pending.
+    fn stop(&mut self) {
+        self.only.clear();
+        self.scan = None;
+        self.queued = None;
+    }
+
+    /// The next page; `None` when nothing is to be read now.
+    async fn next(&mut self, store: &SyncStore) -> Result<Option<Vec<PendingExport>>, SyncError> {
+        if !self.only.is_empty() {
             let rest = self.only.split_off(self.only.len().min(EXPORT_PAGE));
             let guids: Vec<&str> = self.only.iter().map(String::as_str).collect();
             let (page, mut left) = store
@@ -162,11 +248,43 @@ impl PendingPages {
                 .await?;
             left.extend(rest);
             self.only = left;
-            self.done = self.only.is_empty();
-            page
+            return Ok(Some(page));
+        }
+        let Some(cursor) = &self.scan else {
+            return Ok(None);
+        };
+        let (page, left) = store
+            .pending_exports_after(cursor.as_ref(), EXPORT_PAGE as i64, EXPORT_PAGE_DOC_BYTES)
+            .await?;
+        self.scan = match page.last() {
+            Some(last) if !left.is_empty() || page.len() == EXPORT_PAGE => {
+                Some(Some(PendingCursor::after(last)))
+            }
+            _ => None,
         };
         Ok(Some(page))
     }
+}
+
+/// What the parts of one export call share: they run on one task, and take it only between
+/// two awaits.
+struct Flow<'p> {
+    pass: &'p mut ExportPass,
+    counts: &'p mut RunCounts,
+    /// Users joined by this call (their hashes are due).
+    new_users: Vec<ObjectGuid>,
+    /// Held objects released by confirmations, for the next page.
+    released: Vec<String>,
+    /// Objects planned and not yet confirmed: a page read meanwhile skips them (their pending
+    /// export is still in the store), so nothing is sent twice.
+    unconfirmed: HashSet<String>,
+    /// Chunks planned and not yet confirmed: the call ends when nothing is left to read and
+    /// this is zero.
+    open_chunks: usize,
+    sent: u64,
+    deprovisions_sent: bool,
+    /// Why the call stopped sending (the deletion threshold).
+    held: Option<String>,
 }
 
 /// Why an export of one object failed, in words for `idbridge sync errors`.
@@ -223,157 +341,184 @@ impl SyncContext {
         over_count || over_percent
     }
 
-    /// Sends the pending exports (of `pass.next`, or all), except those of objects that
-    /// already failed in this run (`pass.failed`) and, with `hold_unresolved`, those whose
-    /// references do not all resolve yet (kept in `pass.held`); records failures and new joins
-    /// in `pass`.
+    /// Why nothing more may be exported now, if the deletions pending (but those that already
+    /// failed in this run) exceed the deletion threshold and were not allowed.
+    async fn deletion_hold(&self, deletes: u64) -> Result<Option<String>, SyncError> {
+        if deletes == 0 {
+            return Ok(None);
+        }
+        let approved = self.store.approved_deletes().await?;
+        let exported = self.store.cloud_object_count().await?;
+        if deletes <= approved || !self.threshold_exceeded(deletes, exported) {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "{deletes} deletion(s) pending exceed the deletion threshold ({}{}); nothing was \
+             exported. Review them with `idbridge sync preview` and run `idbridge sync \
+             allow-deletes` to let them through",
+            self.deletion_threshold,
+            self.deletion_threshold_percent
+                .map(|p| format!(" or {p}%"))
+                .unwrap_or_default()
+        )))
+    }
+
+    /// Sends `exports`, except those of objects that already failed in this run
+    /// (`pass.failed`) and, with `hold_unresolved`, those whose references do not all resolve
+    /// yet: those wait in `pass.waiting`, and go in this same call once their targets are
+    /// exported. Records failures and new joins in `pass`.
+    ///
+    /// Pages are read and planned while earlier chunks travel and are confirmed, so the
+    /// server is kept busy from the first page to the last, across the objects synchronization
+    /// queues and those confirmations release.
     pub(crate) async fn export(
         &self,
         counts: &mut RunCounts,
         pass: &mut ExportPass,
+        exports: Exports<'_>,
         hold_unresolved: bool,
     ) -> Result<Outcome, SyncError> {
-        let only = std::mem::take(&mut pass.next);
-        pass.held.clear();
         let (waiting, deletes) = self.store.pending_export_counts().await?;
-        let deletes = deletes.saturating_sub(pass.failed_deletes);
         if self.staging {
             return Ok(Outcome::Held(format!(
                 "staging mode: {waiting} pending export(s) not sent; see `idbridge sync preview`"
             )));
         }
-        if deletes > 0 {
-            let approved = self.store.approved_deletes().await?;
-            let exported = self.store.cloud_object_count().await?;
-            if deletes > approved && self.threshold_exceeded(deletes, exported) {
-                return Ok(Outcome::Held(format!(
-                    "{deletes} deletion(s) pending exceed the deletion threshold ({}{}); \
-                     nothing was exported. Review them with `idbridge sync preview` and run \
-                     `idbridge sync allow-deletes` to let them through",
-                    self.deletion_threshold,
-                    self.deletion_threshold_percent
-                        .map(|p| format!(" or {p}%"))
-                        .unwrap_or_default()
-                )));
-            }
+        let deletes = deletes.saturating_sub(pass.failed_deletes);
+        if let Some(why) = self.deletion_hold(deletes).await? {
+            return Ok(Outcome::Held(why));
         }
-        let total = match only.len() {
-            0 => waiting,
-            only => only as u64,
+        let total = match &exports {
+            Exports::All => Some(waiting),
+            Exports::Of(only) => Some(only.len() as u64),
+            Exports::Queued(_) => None,
         };
-        let started = std::time::Instant::now();
-        if total == 0 {
+        if total == Some(0) {
             return Ok(Outcome::Done);
         }
+        // New deletions can come only with what synchronization queues meanwhile.
+        let recheck_deletions = matches!(exports, Exports::Queued(_));
+        let started = std::time::Instant::now();
         let client = match pass.client.take() {
             Some(client) => client,
             None => ScimClient::connect(self.scim.clone()).await?,
         };
         let matcher = Matcher::new(&client);
-        let mut new_users = Vec::new();
-        let mut sent = 0u64;
-        // A page at a time (and the next, read meanwhile), so memory holds two pages of
-        // documents, not every pending export.
-        let mut pages = PendingPages::new(only);
-        let mut next = pages.next(&self.store).await?;
-        while let Some(mut page) = next.take() {
-            page.retain(|p| !pass.failed.contains(&p.guid));
-            let completed = self
-                .resolve_pending_references(&mut page, &pass.exported_ids, !hold_unresolved)
-                .await?;
-            let (held, page): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| p.unresolved);
-            pass.held.extend(held.into_iter().map(|p| Held {
-                waiting_for: unresolved_references(&p.doc),
-                guid: p.guid,
-            }));
-            if page.is_empty() {
-                next = pages.next(&self.store).await?;
-                continue;
+        let flow = RefCell::new(Flow {
+            pass,
+            counts,
+            new_users: Vec::new(),
+            released: Vec::new(),
+            unconfirmed: HashSet::new(),
+            open_chunks: 0,
+            sent: 0,
+            deprovisions_sent: false,
+            held: None,
+        });
+        let confirmed = Notify::new();
+        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
+        let plan = async {
+            // Owned here: dropped when the planning ends, which ends the other two parts.
+            let chunk_tx = chunk_tx;
+            let mut pages = PendingPages::new(exports);
+            loop {
+                pages.only.append(&mut flow.borrow_mut().released);
+                pages.take_queued();
+                let Some(page) = pages.next(&self.store).await? else {
+                    let settled = {
+                        let flow = flow.borrow();
+                        flow.open_chunks == 0 && flow.released.is_empty()
+                    };
+                    if pages.exhausted() && settled {
+                        return Ok::<_, SyncError>(());
+                    }
+                    pages.wait(confirmed.notified()).await;
+                    continue;
+                };
+                if recheck_deletions && page.iter().any(|p| p.action == ExportAction::Deprovision) {
+                    let (_, deletes) = self.store.pending_export_counts().await?;
+                    let deletes = deletes.saturating_sub(flow.borrow().pass.failed_deletes);
+                    if let Some(why) = self.deletion_hold(deletes).await? {
+                        flow.borrow_mut().held = Some(why);
+                        pages.stop();
+                        continue;
+                    }
+                }
+                for chunk in self.plan_page(page, &flow, hold_unresolved).await? {
+                    // Closed only when the sender stopped because the confirmations failed.
+                    if chunk_tx.send(chunk).await.is_err() {
+                        return Ok(());
+                    }
+                }
             }
-            let guids: Vec<&str> = page.iter().map(|p| p.guid.as_str()).collect();
-            let mut joined_page = self.store.cloud_objects_for(&guids).await?;
-            let chunks: Vec<(&[PendingExport], Vec<Option<CloudObject>>)> = page
-                .chunks(EXPORT_CHUNK)
+        };
+        let send = async {
+            let chunks = futures_util::stream::unfold(chunk_rx, |mut rx| async move {
+                rx.recv().await.map(|chunk| (chunk, rx))
+            });
+            let exported = chunks
                 .map(|chunk| {
-                    let joined = chunk
-                        .iter()
-                        .map(|export| joined_page.remove(&export.guid))
-                        .collect();
-                    (chunk, joined)
+                    let (client, matcher) = (&client, &matcher);
+                    async move {
+                        let results = self
+                            .export_chunk(client, matcher, &chunk.exports, &chunk.joined)
+                            .await;
+                        ConfirmedChunk { chunk, results }
+                    }
                 })
-                .collect();
-            // Requests of a chunk travel concurrently, a few chunks at a time; a chunk's
-            // confirmations commit together when it is back, while the next chunks travel.
-            let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(CHUNKS_IN_FLIGHT);
-            let send = async {
-                let mut exported = futures_util::stream::iter(&chunks)
-                    .map(|(chunk, joined)| {
-                        let (client, matcher) = (&client, &matcher);
-                        async move {
-                            let results = self.export_chunk(client, matcher, chunk, joined).await;
-                            ConfirmedChunk {
-                                chunk,
-                                joined,
-                                results,
-                            }
-                        }
-                    })
-                    .buffer_unordered(CHUNKS_IN_FLIGHT);
-                while let Some(exported) = exported.next().await {
-                    // The receiver is gone when a confirmation failed.
-                    if done_tx.send(exported).await.is_err() {
-                        break;
-                    }
+                .buffer_unordered(CHUNKS_IN_FLIGHT);
+            let mut exported = std::pin::pin!(exported);
+            while let Some(exported) = exported.next().await {
+                // The receiver is gone when a confirmation failed.
+                if done_tx.send(exported).await.is_err() {
+                    break;
                 }
-                drop(done_tx);
-            };
-            let confirm = async {
-                while let Some(first) = done_rx.recv().await {
-                    // Chunks that came back while the last confirmation committed commit
-                    // together: each transaction rewrites the index pages it touches, so
-                    // fewer, larger ones cost the store less when it is what the export waits
-                    // for.
-                    let mut ready = vec![first];
-                    while let Ok(more) = done_rx.try_recv() {
-                        ready.push(more);
-                    }
-                    let objects: usize = ready.iter().map(|c| c.chunk.len()).sum();
-                    self.confirm_chunks(ready, &completed, counts, pass, &mut new_users)
-                        .await?;
-                    sent += objects as u64;
-                    self.progress
-                        .step("export", sent, objects as u64, Some(total));
+            }
+            drop(done_tx);
+            Ok(())
+        };
+        let confirm = async {
+            while let Some(first) = done_rx.recv().await {
+                // Chunks that came back while the last confirmation committed commit together:
+                // each transaction rewrites the index pages it touches, so fewer, larger ones
+                // cost the store less when it is what the export waits for.
+                let mut ready = vec![first];
+                while let Ok(more) = done_rx.try_recv() {
+                    ready.push(more);
                 }
-                // Dropped here on failure, so the sender stops.
-                drop(done_rx);
-                Ok::<_, SyncError>(())
-            };
-            // The next page is read while this one travels: the chunks in flight drain at the
-            // end of a page, and the server would wait for the read too. (Its references are
-            // resolved only once this page is confirmed, which may complete them.)
-            let fetch = pages.next(&self.store);
-            let ((), confirmed, fetched) = tokio::join!(send, confirm, fetch);
-            confirmed?;
-            next = fetched?;
+                let objects: usize = ready.iter().map(|c| c.chunk.exports.len()).sum();
+                self.confirm_chunks(ready, &flow).await?;
+                confirmed.notify_one();
+                let sent = flow.borrow().sent;
+                self.progress.step("export", sent, objects as u64, total);
+            }
+            Ok(())
+        };
+        tokio::try_join!(plan, send, confirm)?;
+        let flow = flow.into_inner();
+        flow.pass.client = Some(client);
+        if let Some(why) = flow.held {
+            return Ok(Outcome::Held(why));
         }
-        pass.client = Some(client);
-        if sent == 0 {
+        if flow.sent == 0 {
             return Ok(Outcome::Done);
         }
-        let mut tx = self.store.begin().await?;
-        if deletes > 0 {
+        if deletes > 0 || flow.deprovisions_sent {
+            let mut tx = self.store.begin().await?;
             tx.consume_approved_deletes().await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
         tracing::info!(
-            objects = sent,
-            held = pass.held.len(),
+            objects = flow.sent,
+            held = flow.pass.waiting.len(),
             ms = started.elapsed().as_millis() as u64,
             "export done"
         );
         // Newly joined users' hashes were replicated before they had a cloud object. The
         // daemon reads a few at once, one by one (a targeted hash sync cycle); many, or with
         // no daemon listening, take a full hash sync pass.
+        let new_users = flow.new_users;
         match &self.password_changed {
             _ if new_users.is_empty() => {}
             Some(hook) if new_users.len() <= crate::phs::MAX_TARGETED => hook(&new_users),
@@ -386,43 +531,85 @@ impl SyncContext {
         Ok(Outcome::Done)
     }
 
-    /// Puts cloud ids into the reference placeholders of `pending` for targets that have a
-    /// cloud object by now (exported earlier in this run, say: those are in `exported_ids`). An
-    /// export whose references all resolve is no longer `unresolved`; with `drop_unresolved`,
-    /// none is (what does not resolve is left out, and the object is synced again once it
-    /// does). Returns the exports whose references were all completed here.
-    async fn resolve_pending_references(
+    /// Plans a page: skips what failed in this run or is already on its way, puts cloud ids
+    /// into reference placeholders for targets that have a cloud object by now (from the
+    /// objects this run exported, else the store), holds what still waits for a reference
+    /// (with `hold_unresolved`; otherwise what does not resolve is left out, and the object
+    /// is synced again once it does), and cuts the rest into chunks with their joined cloud
+    /// objects.
+    async fn plan_page(
         &self,
-        pending: &mut [PendingExport],
-        exported_ids: &HashMap<String, String>,
-        drop_unresolved: bool,
-    ) -> Result<HashSet<String>, SyncError> {
-        let targets: HashSet<String> = pending
-            .iter()
-            .filter(|p| p.unresolved)
-            .flat_map(|p| unresolved_references(&p.doc))
-            .filter(|dn| !exported_ids.contains_key(dn))
-            .collect();
+        mut page: Vec<PendingExport>,
+        flow: &RefCell<Flow<'_>>,
+        hold_unresolved: bool,
+    ) -> Result<Vec<Chunk>, SyncError> {
+        let targets: HashSet<String> = {
+            let flow = flow.borrow();
+            page.retain(|p| {
+                !flow.pass.failed.contains(&p.guid) && !flow.unconfirmed.contains(&p.guid)
+            });
+            page.iter()
+                .filter(|p| p.unresolved)
+                .flat_map(|p| unresolved_references(&p.doc))
+                .filter(|dn| !flow.pass.exported_ids.contains_key(dn))
+                .collect()
+        };
         let stored_ids = if targets.is_empty() {
-            Default::default()
+            HashMap::new()
         } else {
             self.store.cloud_ids_for(&targets).await?
         };
-        let cloud_id = |dn: &str| exported_ids.get(dn).or_else(|| stored_ids.get(dn));
-        let mut completed = HashSet::new();
-        for export in pending.iter_mut().filter(|p| p.unresolved) {
-            let refs = unresolved_references(&export.doc);
-            if !refs.is_empty() && refs.iter().all(|dn| cloud_id(dn).is_some()) {
-                completed.insert(export.guid.clone());
+        let mut refs_completed = HashSet::new();
+        let page = {
+            let mut flow = flow.borrow_mut();
+            let flow = &mut *flow;
+            let pass = &mut *flow.pass;
+            // Read after the lookup: confirmations that came meanwhile count.
+            let exported_ids = &pass.exported_ids;
+            let cloud_id = |dn: &str| exported_ids.get(dn).or_else(|| stored_ids.get(dn));
+            for export in page.iter_mut().filter(|p| p.unresolved) {
+                let refs = unresolved_references(&export.doc);
+                if !refs.is_empty() && refs.iter().all(|dn| cloud_id(dn).is_some()) {
+                    refs_completed.insert(export.guid.clone());
+                }
+                let left = resolve_references(
+                    &mut export.doc,
+                    &|dn| cloud_id(dn).cloned(),
+                    !hold_unresolved,
+                );
+                export.unresolved = left > 0;
             }
-            let left = resolve_references(
-                &mut export.doc,
-                &|dn| cloud_id(dn).cloned(),
-                drop_unresolved,
-            );
-            export.unresolved = left > 0;
+            let (held, page): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| p.unresolved);
+            for held in held {
+                pass.waiting.hold(Held {
+                    waiting_for: unresolved_references(&held.doc),
+                    guid: held.guid,
+                });
+            }
+            flow.unconfirmed.extend(page.iter().map(|p| p.guid.clone()));
+            page
+        };
+        if page.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(completed)
+        let guids: Vec<&str> = page.iter().map(|p| p.guid.as_str()).collect();
+        let mut joined = self.store.cloud_objects_for(&guids).await?;
+        let mut chunks = Vec::new();
+        let mut page = page.into_iter().peekable();
+        while page.peek().is_some() {
+            let exports: Vec<PendingExport> = page.by_ref().take(EXPORT_CHUNK).collect();
+            chunks.push(Chunk {
+                joined: exports.iter().map(|e| joined.remove(&e.guid)).collect(),
+                refs_completed: exports
+                    .iter()
+                    .filter(|e| refs_completed.contains(&e.guid))
+                    .map(|e| e.guid.clone())
+                    .collect(),
+                exports,
+            });
+        }
+        flow.borrow_mut().open_chunks += chunks.len();
+        Ok(chunks)
     }
 
     /// Writes the anchor into `mS-DS-ConsistencyGuid` of the objects joined in this run, and
@@ -486,54 +673,73 @@ impl SyncContext {
         Ok(failures)
     }
 
-    /// Records what the server confirmed for some chunks, in one transaction: cloud objects
-    /// joined or updated, pending exports done, errors set or cleared. `completed`: the
-    /// exports whose references were all completed before sending.
+    /// Records what the server confirmed for some chunks: in the run's memory first (counts,
+    /// failures, new joins, the ids they got, the held exports they release), then in the
+    /// store in one transaction (cloud objects joined or updated, pending exports done, errors
+    /// set or cleared). A failing transaction fails the run.
     async fn confirm_chunks(
         &self,
-        confirmed: Vec<ConfirmedChunk<'_>>,
-        completed: &HashSet<String>,
-        counts: &mut RunCounts,
-        pass: &mut ExportPass,
-        new_users: &mut Vec<ObjectGuid>,
+        confirmed: Vec<ConfirmedChunk>,
+        flow: &RefCell<Flow<'_>>,
     ) -> Result<(), SyncError> {
         // Sent, not yet recorded: the window the idempotence of provisions (matched through
         // the target before any create) exists for.
         crate::crash_point::crash_point("export-before-confirm");
-        let mut tx = self.store.begin().await?;
-        // What every confirmed export writes, one statement each for the chunks.
+        let chunks = confirmed.len();
         let mut confirmed_objects = Vec::new();
         let mut done = Vec::new();
-        let outcomes = confirmed
-            .into_iter()
-            .flat_map(|c| c.chunk.iter().zip(c.joined).zip(c.results));
-        for ((export, joined), result) in outcomes {
-            match result {
-                Ok(confirmed) => {
+        let mut deprovisioned = Vec::new();
+        let mut failed = Vec::new();
+        let mut refs_completed = HashSet::new();
+        {
+            let mut flow = flow.borrow_mut();
+            let flow = &mut *flow;
+            for ConfirmedChunk { chunk, results } in confirmed {
+                refs_completed.extend(chunk.refs_completed);
+                let outcomes = chunk.exports.into_iter().zip(chunk.joined).zip(results);
+                for ((export, joined), result) in outcomes {
+                    flow.sent += 1;
+                    let confirmed = match result {
+                        Ok(confirmed) => confirmed,
+                        Err(failure) => {
+                            flow.counts.errors += 1;
+                            flow.pass.failed.insert(export.guid.clone());
+                            if export.action == ExportAction::Deprovision {
+                                flow.pass.failed_deletes += 1;
+                            }
+                            let message = failure.to_string();
+                            tracing::warn!(dn = %export.dn, %message, "export failed");
+                            failed.push((export, message));
+                            continue;
+                        }
+                    };
                     let dn_key = Dn::parse(&export.dn).map(|dn| dn.normalized().to_owned());
                     match (export.action, confirmed) {
                         (ExportAction::Deprovision, _) => {
-                            counts.deletes += 1;
+                            flow.counts.deletes += 1;
+                            flow.deprovisions_sent = true;
                             if let Ok(key) = &dn_key {
-                                pass.exported_ids.remove(key);
+                                flow.pass.exported_ids.remove(key);
                             }
-                            tx.delete_cloud_object(&export.guid).await?;
-                            if tx.ad_object(&export.guid).await?.is_some_and(|o| o.deleted) {
-                                tx.forget_ad_object(&export.guid).await?;
-                            }
+                            deprovisioned.push(export.guid.clone());
                         }
                         (action, Some(cloud)) => {
                             if action == ExportAction::Provision || joined.is_none() {
-                                counts.adds += 1;
+                                flow.counts.adds += 1;
                                 if export.kind == CloudKind::User {
-                                    new_users.extend(ObjectGuid::parse(&export.guid).ok());
+                                    flow.new_users.extend(ObjectGuid::parse(&export.guid).ok());
                                 }
-                                pass.joined.push((export.guid.clone(), export.dn.clone()));
+                                flow.pass
+                                    .joined
+                                    .push((export.guid.clone(), export.dn.clone()));
+                                if let Ok(key) = &dn_key {
+                                    flow.pass.waiting.exported(key, &mut flow.released);
+                                }
                             } else {
-                                counts.updates += 1;
+                                flow.counts.updates += 1;
                             }
                             if let Ok(key) = dn_key {
-                                pass.exported_ids.insert(key, cloud.cloud_id.clone());
+                                flow.pass.exported_ids.insert(key, cloud.cloud_id.clone());
                             }
                             confirmed_objects.push(cloud);
                         }
@@ -541,31 +747,39 @@ impl SyncContext {
                     }
                     done.push(export);
                 }
-                Err(failure) => {
-                    counts.errors += 1;
-                    pass.failed.insert(export.guid.clone());
-                    if export.action == ExportAction::Deprovision {
-                        pass.failed_deletes += 1;
-                    }
-                    let message = failure.to_string();
-                    tracing::warn!(dn = %export.dn, %message, "export failed");
-                    tx.set_error(&export.guid, &export.dn, "export", &message, self.now())
-                        .await?;
-                }
             }
         }
+        let mut tx = self.store.begin().await?;
+        for guid in &deprovisioned {
+            tx.delete_cloud_object(guid).await?;
+            if tx.ad_object(guid).await?.is_some_and(|o| o.deleted) {
+                tx.forget_ad_object(guid).await?;
+            }
+        }
+        for (export, message) in &failed {
+            tx.set_error(&export.guid, &export.dn, "export", message, self.now())
+                .await?;
+        }
         tx.put_cloud_objects(&confirmed_objects).await?;
-        let removed = tx.delete_sent_exports(&done).await?;
+        let removed = tx
+            .delete_sent_exports(&done.iter().collect::<Vec<_>>())
+            .await?;
         // An object synchronized again meanwhile keeps its flag: its new export decides it.
         let refs_completed: Vec<&str> = done
             .iter()
             .map(|export| export.guid.as_str())
-            .filter(|guid| completed.contains(*guid) && removed.contains(*guid))
+            .filter(|guid| refs_completed.contains(*guid) && removed.contains(*guid))
             .collect();
         tx.set_unresolved_refs_of(&refs_completed, false).await?;
-        let done: Vec<&str> = done.iter().map(|export| export.guid.as_str()).collect();
-        tx.clear_errors(&done).await?;
+        let done_guids: Vec<&str> = done.iter().map(|export| export.guid.as_str()).collect();
+        tx.clear_errors(&done_guids).await?;
         tx.commit().await?;
+        // Only now may a page read them again (a later export of the same object).
+        let mut flow = flow.borrow_mut();
+        for export in done.iter().chain(failed.iter().map(|(export, _)| export)) {
+            flow.unconfirmed.remove(&export.guid);
+        }
+        flow.open_chunks = flow.open_chunks.saturating_sub(chunks);
         Ok(())
     }
 
@@ -863,11 +1077,39 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::matching::Matcher;
-    use super::{admin_role, match_provisions, Plan, Planning};
+    use super::{admin_role, match_provisions, Held, Plan, Planning, Waiting};
     use crate::sync::store::{ExportAction, PendingExport};
 
     const SYNC_USER: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
     const WORK_MAIL: &str = r#"emails[type eq "work"].value"#;
+
+    fn key(dn: &str) -> String {
+        idbridge_core::Dn::parse(dn)
+            .unwrap()
+            .normalized()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_held_export_is_released_when_its_last_reference_is_joined() {
+        let held = |guid: &str, targets: &[&str]| Held {
+            guid: guid.into(),
+            waiting_for: targets.iter().map(|t| key(t)).collect(),
+        };
+        let mut waiting = Waiting::default();
+        let (boss, peer) = ("CN=Boss,OU=Staff,DC=x", "CN=Peer,OU=Staff,DC=x");
+        waiting.hold(held("report", &[boss, peer, boss]));
+        waiting.hold(held("group", &[peer]));
+        let mut released = Vec::new();
+        waiting.exported(&key("cn=boss,ou=staff,dc=x"), &mut released);
+        assert!(released.is_empty(), "the report still waits for its peer");
+        waiting.exported(&key(peer), &mut released);
+        released.sort();
+        assert_eq!(released, ["group", "report"]);
+        waiting.exported(&key(peer), &mut released);
+        assert_eq!(released.len(), 2, "released once");
+        assert_eq!(waiting.len(), 0);
+    }
 
     /// A SCIM server holding `users` that answers searches by evaluating their filter; it may
     /// refuse `or` filters, or return at most `page` resources per search.

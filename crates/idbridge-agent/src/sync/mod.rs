@@ -32,6 +32,8 @@ pub use preview::ObjectPreview;
 pub use progress::ProgressSink;
 pub use store::{ObjectError, PendingExport, RunCounts, RunRecord, SyncStore};
 
+use export::{Exports, Waiting};
+
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("sync configuration: {0}")]
@@ -381,52 +383,38 @@ impl SyncContext {
         Ok(Outcome::Done)
     }
 
-    /// Exports in waves. Objects whose references wait for objects this run creates (a new
-    /// group's new members, a new user's new manager) are held back until those exist, so each
-    /// goes out in one write rather than a create and a later patch. What still does not
-    /// resolve (a chain deeper than the waves, a reference to an object out of scope) goes out
-    /// without it; when new cloud objects let it resolve, the object is synced and exported
-    /// once more. `pass` carries what earlier exports of the run learned.
+    /// Exports in two calls. In the first, objects whose references wait for objects this run
+    /// creates (a new group's new members, a new user's new manager) are held back until those
+    /// exist, so each goes out in one write rather than a create and a later patch. In the
+    /// second, what still does not resolve (a cycle of references, a reference to an object out
+    /// of scope) goes out without it; when new cloud objects let it resolve, the object is
+    /// synced and exported once more. `pass` carries what earlier exports of the run learned.
     async fn export_and_resolve(
         &self,
         counts: &mut RunCounts,
         mut pass: export::ExportPass,
     ) -> Result<Outcome, SyncError> {
-        const MAX_WAVES: usize = 32;
-        // The first wave sends every pending export but those already held (by a full
-        // import's follower); each later one only those whose last missing reference the waves
-        // before it exported.
-        pass.next.clear();
-        let mut nothing_new = false;
-        if !pass.waiting.is_empty() {
-            pass.next = self
-                .store
-                .pending_export_guids()
-                .await?
-                .into_iter()
-                .filter(|guid| !pass.waiting.holds(guid))
-                .collect();
-            nothing_new = pass.next.is_empty();
-        }
-        let mut joined_seen = pass.joined.len();
-        for wave in 0..MAX_WAVES {
-            if wave > 0 || !nothing_new {
-                let outcome = self.export(counts, &mut pass, true).await?;
-                if !matches!(outcome, Outcome::Done) {
-                    return Ok(outcome);
-                }
-            }
-            let mut released = Vec::new();
-            pass.wait_for_references(&mut joined_seen, &mut released);
-            // Stop when a wave released nothing: waiting cannot help.
-            if released.is_empty() {
-                break;
-            }
-            pass.next = released;
+        // Every pending export but those already held (by a full import's follower): they go
+        // when their targets are joined.
+        let first = if pass.waiting.is_empty() {
+            Exports::All
+        } else {
+            Exports::Of(
+                self.store
+                    .pending_export_guids()
+                    .await?
+                    .into_iter()
+                    .filter(|guid| !pass.waiting.holds(guid))
+                    .collect(),
+            )
+        };
+        let outcome = self.export(counts, &mut pass, first, true).await?;
+        if !matches!(outcome, Outcome::Done) {
+            return Ok(outcome);
         }
         // What still waits goes without the references that do not resolve.
-        pass.next.clear();
-        let mut outcome = self.export(counts, &mut pass, false).await?;
+        pass.waiting = Waiting::default();
+        let mut outcome = self.export(counts, &mut pass, Exports::All, false).await?;
         if matches!(outcome, Outcome::Done) && !pass.joined.is_empty() {
             // The new cloud objects may complete references that objects exported before
             // them had to leave out.
@@ -436,7 +424,7 @@ impl SyncContext {
         }
         if matches!(outcome, Outcome::Done) && self.store.has_pending_sync().await? {
             self.synchronize(false, counts, None).await?;
-            outcome = self.export(counts, &mut pass, false).await?;
+            outcome = self.export(counts, &mut pass, Exports::All, false).await?;
         }
         if matches!(outcome, Outcome::Done) && self.write_consistency_guid {
             counts.errors += self.write_anchors(&pass.joined).await?;

@@ -498,16 +498,18 @@ impl SyncContext {
         tokio::try_join!(plan, send, confirm)?;
         let flow = flow.into_inner();
         flow.pass.client = Some(client);
+        // An allowance (`sync allow-deletes`) is for one export, even one the threshold
+        // stopped halfway.
+        if flow.sent > 0 && (deletes > 0 || flow.deprovisions_sent) {
+            let mut tx = self.store.begin().await?;
+            tx.consume_approved_deletes().await?;
+            tx.commit().await?;
+        }
         if let Some(why) = flow.held {
             return Ok(Outcome::Held(why));
         }
         if flow.sent == 0 {
             return Ok(Outcome::Done);
-        }
-        if deletes > 0 || flow.deprovisions_sent {
-            let mut tx = self.store.begin().await?;
-            tx.consume_approved_deletes().await?;
-            tx.commit().await?;
         }
         tracing::info!(
             objects = flow.sent,

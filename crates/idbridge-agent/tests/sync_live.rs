@@ -753,6 +753,50 @@ async fn a_group_larger_than_one_range_page_arrives_whole() {
     assert_eq!(cloud_members().await, expected, "seven members again");
 }
 
+/// New users whose managers are new too, in a chain deeper than the export ever waited in
+/// waves (32): each goes out once, with its manager, as soon as the manager is in the cloud;
+/// none is sent without it and patched later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_chain_of_new_managers_goes_out_in_one_write_each() {
+    const CHAIN: usize = 40;
+    let (lab, mut test_ou, cloud) = common::lab_ou_and_cloud("chain").await;
+    let mut ad = Ad::new(&lab, &mut test_ou);
+    let ou = ad.ou.dn.clone();
+    let suffix = &idbridge_testkit::unique_suffix()[..6];
+    let name = |i: usize| format!("ch{suffix}{i}");
+    let config = cloud.agent_config(&lab, &format!("[sync]\ninclude_ous = [\"{ou}\"]\n"));
+    let sync = SyncContext::open(&config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    // The full import first, so the chain arrives as a delta (the cycle's own export).
+    let root = ad.add_user(&ou, &name(0), &[]).await;
+    assert_eq!(cycle(&sync).await.counts.adds, 1);
+    let mut manager = root;
+    for i in 1..=CHAIN {
+        manager = ad.add_user(&ou, &name(i), &[("manager", &manager)]).await;
+    }
+
+    let run = cycle(&sync).await;
+    assert_eq!(
+        (run.counts.adds, run.counts.updates, run.counts.errors),
+        (CHAIN as i64, 0, 0),
+        "{run:?} {:?}",
+        sync.errors().await.unwrap()
+    );
+    let mut manager_id = cloud.user_by_name(&ad.upn(&name(0))).await.unwrap()["id"].clone();
+    for i in 1..=CHAIN {
+        let user = cloud.user_by_name(&ad.upn(&name(i))).await.unwrap();
+        assert_eq!(user[ENTERPRISE]["manager"]["value"], manager_id, "{user}");
+        manager_id = user["id"].clone();
+    }
+    let again = cycle(&sync).await;
+    assert_eq!(
+        (again.counts.adds, again.counts.updates, again.counts.errors),
+        (0, 0, 0),
+        "{again:?}"
+    );
+}
+
 /// Records how many objects the import steps of a run read (0: no full import ran).
 #[derive(Default)]
 struct ImportSteps(std::sync::Mutex<u64>);

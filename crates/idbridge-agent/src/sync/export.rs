@@ -81,12 +81,6 @@ pub(crate) struct ExportPass {
     client: Option<ScimClient>,
 }
 
-/// An export held back, and the references (DN keys) it waits for.
-pub(crate) struct Held {
-    pub guid: String,
-    pub waiting_for: Vec<String>,
-}
-
 /// Exports held back for references, by the references they wait for: when an object is
 /// joined, those waiting only for it can go.
 #[derive(Default)]
@@ -98,16 +92,13 @@ pub(crate) struct Waiting {
 }
 
 impl Waiting {
-    pub(crate) fn hold(&mut self, held: Held) {
-        let mut targets = held.waiting_for;
+    /// Holds `guid` until the objects of `targets` (DN keys) are joined.
+    pub(crate) fn hold(&mut self, guid: String, mut targets: Vec<String>) {
         targets.sort_unstable();
         targets.dedup();
-        self.missing.insert(held.guid.clone(), targets.len());
+        self.missing.insert(guid.clone(), targets.len());
         for target in targets {
-            self.by_target
-                .entry(target)
-                .or_default()
-                .push(held.guid.clone());
+            self.by_target.entry(target).or_default().push(guid.clone());
         }
     }
 
@@ -276,11 +267,9 @@ struct Flow<'p> {
     /// Held objects released by confirmations, for the next page.
     released: Vec<String>,
     /// Objects planned and not yet confirmed: a page read meanwhile skips them (their pending
-    /// export is still in the store), so nothing is sent twice.
+    /// export is still in the store), so nothing is sent twice. The call ends when nothing is
+    /// left to read and this is empty.
     unconfirmed: HashSet<String>,
-    /// Chunks planned and not yet confirmed: the call ends when nothing is left to read and
-    /// this is zero.
-    open_chunks: usize,
     sent: u64,
     deprovisions_sent: bool,
     /// Why the call stopped sending (the deletion threshold).
@@ -410,7 +399,6 @@ impl SyncContext {
             new_users: Vec::new(),
             released: Vec::new(),
             unconfirmed: HashSet::new(),
-            open_chunks: 0,
             sent: 0,
             deprovisions_sent: false,
             held: None,
@@ -428,7 +416,7 @@ impl SyncContext {
                 let Some(page) = pages.next(&self.store).await? else {
                     let settled = {
                         let flow = flow.borrow();
-                        flow.open_chunks == 0 && flow.released.is_empty()
+                        flow.unconfirmed.is_empty() && flow.released.is_empty()
                     };
                     if pages.exhausted() && settled {
                         return Ok::<_, SyncError>(());
@@ -583,10 +571,8 @@ impl SyncContext {
             }
             let (held, page): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| p.unresolved);
             for held in held {
-                pass.waiting.hold(Held {
-                    waiting_for: unresolved_references(&held.doc),
-                    guid: held.guid,
-                });
+                pass.waiting
+                    .hold(held.guid, unresolved_references(&held.doc));
             }
             flow.unconfirmed.extend(page.iter().map(|p| p.guid.clone()));
             page
@@ -610,7 +596,6 @@ impl SyncContext {
                 exports,
             });
         }
-        flow.borrow_mut().open_chunks += chunks.len();
         Ok(chunks)
     }
 
@@ -687,7 +672,6 @@ impl SyncContext {
         // Sent, not yet recorded: the window the idempotence of provisions (matched through
         // the target before any create) exists for.
         crate::crash_point::crash_point("export-before-confirm");
-        let chunks = confirmed.len();
         let mut confirmed_objects = Vec::new();
         let mut done = Vec::new();
         let mut deprovisioned = Vec::new();
@@ -781,7 +765,6 @@ impl SyncContext {
         for export in done.iter().chain(failed.iter().map(|(export, _)| export)) {
             flow.unconfirmed.remove(&export.guid);
         }
-        flow.open_chunks = flow.open_chunks.saturating_sub(chunks);
         Ok(())
     }
 
@@ -1079,7 +1062,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::matching::Matcher;
-    use super::{admin_role, match_provisions, Held, Plan, Planning, Waiting};
+    use super::{admin_role, match_provisions, Plan, Planning, Waiting};
     use crate::sync::store::{ExportAction, PendingExport};
 
     const SYNC_USER: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
@@ -1094,14 +1077,11 @@ mod tests {
 
     #[test]
     fn a_held_export_is_released_when_its_last_reference_is_joined() {
-        let held = |guid: &str, targets: &[&str]| Held {
-            guid: guid.into(),
-            waiting_for: targets.iter().map(|t| key(t)).collect(),
-        };
+        let keys = |targets: &[&str]| targets.iter().map(|t| key(t)).collect();
         let mut waiting = Waiting::default();
         let (boss, peer) = ("CN=Boss,OU=Staff,DC=x", "CN=Peer,OU=Staff,DC=x");
-        waiting.hold(held("report", &[boss, peer, boss]));
-        waiting.hold(held("group", &[peer]));
+        waiting.hold("report".into(), keys(&[boss, peer, boss]));
+        waiting.hold("group".into(), keys(&[peer]));
         let mut released = Vec::new();
         waiting.exported(&key("cn=boss,ou=staff,dc=x"), &mut released);
         assert!(released.is_empty(), "the report still waits for its peer");

@@ -273,6 +273,15 @@ impl Directory {
         Ok(expired.len())
     }
 
+    /// Where a resource is, as `meta.location` says.
+    pub fn location(&self, kind: ResourceKind, id: &str) -> String {
+        format!(
+            "{}/scim/v2{}/{id}",
+            self.config.public_url(),
+            kind.endpoint()
+        )
+    }
+
     /// The SCIM representation of a stored resource: the document plus `id` and `meta`.
     pub fn render(&self, r: &StoredResource) -> Value {
         let mut doc = match &r.doc {
@@ -280,12 +289,7 @@ impl Directory {
             _ => Map::new(),
         };
         doc.insert("id".into(), json!(r.id));
-        let location = format!(
-            "{}/scim/v2{}/{}",
-            self.config.public_url(),
-            r.kind.endpoint(),
-            r.id
-        );
+        let location = self.location(r.kind, &r.id);
         doc.insert(
             "meta".into(),
             json!({

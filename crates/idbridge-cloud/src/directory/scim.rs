@@ -603,30 +603,33 @@ impl Directory {
     /// `bulkId` references resolve to the ids of resources created earlier in the request.
     pub async fn scim_bulk(
         &self,
-        request: &BulkRequest,
+        request: BulkRequest,
         principal: &Principal,
     ) -> Result<Value, ScimError> {
         let mut tx = self.store.begin().await.map_err(store_err)?;
         let mut resolved: HashMap<String, String> = HashMap::new();
         let mut results = Vec::with_capacity(request.operations.len());
         let mut errors = 0;
-        for op in &request.operations {
+        for mut op in request.operations {
             if request.fail_on_errors.is_some_and(|max| errors >= max) {
                 break;
             }
-            let own_savepoint = !writes_once(op);
+            let own_savepoint = !writes_once(&op);
             if own_savepoint {
                 tx.savepoint("bulk_op").await.map_err(store_err)?;
             }
-            let outcome = self.bulk_one(&mut tx, principal, op, &mut resolved).await;
+            let data = op.data.take();
+            let outcome = self
+                .bulk_one(&mut tx, principal, &op, data, &mut resolved)
+                .await;
+            let op = &op;
             let result = match outcome {
-                Ok((status, resource)) => {
+                Ok((status, written)) => {
                     if own_savepoint {
                         tx.release("bulk_op").await.map_err(store_err)?;
                     }
-                    let meta = resource.as_ref().and_then(|r| r.get("meta"));
-                    let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(Value::as_str);
-                    bulk_operation_result(op, field("location"), field("version"), status, None)
+                    let (location, version) = written.unzip();
+                    bulk_operation_result(op, location.as_deref(), version.as_deref(), status, None)
                 }
                 // The database failed the write, which may have aborted the transaction
                 // (PostgreSQL does): nothing of the request is kept.
@@ -645,13 +648,16 @@ impl Directory {
         Ok(bulk_response(results))
     }
 
+    /// One Bulk operation (its `data` taken out of it): the status, and the written resource's
+    /// location and version.
     async fn bulk_one(
         &self,
         tx: &mut Tx,
         principal: &Principal,
         op: &BulkOperation,
+        data: Option<Value>,
         resolved: &mut HashMap<String, String>,
-    ) -> Result<(u16, Option<Value>), ScimError> {
+    ) -> Result<(u16, Option<(String, String)>), ScimError> {
         let (kind, id) = parse_bulk_path(&op.path)?;
         let id = match id {
             Some(id) => Some(match id.strip_prefix("bulkId:") {
@@ -663,7 +669,7 @@ impl Directory {
             }),
             None => None,
         };
-        let mut data = op.data.clone().unwrap_or(Value::Null);
+        let mut data = data.unwrap_or(Value::Null);
         resolve_bulk_ids(&mut data, resolved)
             .map_err(|name| ScimError::unresolved_bulk_id(&name))?;
         let version = op.version.as_deref();
@@ -683,23 +689,23 @@ impl Directory {
                     must_change: false,
                 });
                 let prepared = self.prepare(kind, doc, password, principal).await?;
-                let created = self.render(&self.insert_in(tx, prepared, principal).await?);
-                if let (Some(bulk_id), Some(id)) =
-                    (&op.bulk_id, created.get("id").and_then(Value::as_str))
-                {
-                    resolved.insert(bulk_id.clone(), id.to_owned());
+                // Not rendered: the response carries only where the resource is and its version.
+                let created = self.insert_in(tx, prepared, principal).await?;
+                if let Some(bulk_id) = &op.bulk_id {
+                    resolved.insert(bulk_id.clone(), created.id.clone());
                 }
-                Ok((201, Some(created)))
+                let version = idbridge_scim::etag(u64::try_from(created.version).unwrap_or(0));
+                Ok((201, Some((self.location(kind, &created.id), version))))
             }
             BulkMethod::Put => {
                 let id = id()?;
                 let replaced = self.replace_in(tx, kind, &id, &data, version, principal);
-                Ok((200, Some(replaced.await?)))
+                Ok((200, location_and_version(&replaced.await?)))
             }
             BulkMethod::Patch => {
                 let id = id()?;
                 let patched = self.patch_in(tx, kind, &id, &data, version, principal);
-                Ok((200, Some(patched.await?)))
+                Ok((200, location_and_version(&patched.await?)))
             }
             BulkMethod::Delete => {
                 self.delete_in(tx, kind, &id()?, version, principal).await?;
@@ -752,6 +758,13 @@ impl Directory {
             .collect();
         Ok(list_response(total, query.start_index, page))
     }
+}
+
+/// The `meta.location` and `meta.version` of a rendered resource.
+fn location_and_version(resource: &Value) -> Option<(String, String)> {
+    let meta = resource.get("meta")?;
+    let field = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_owned);
+    Some((field("location")?, field("version")?))
 }
 
 /// Whether a Bulk operation makes a single write: a create without a password stores one row

@@ -361,6 +361,6 @@ async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
     let principal = authorize(&state, &headers, WRITERS).await?;
     let body = body_json(&state, body).await?;
     let request = BulkRequest::parse(&body, state.directory.config().limits.max_bulk_operations)?;
-    let reply = state.directory.scim_bulk(&request, &principal).await?;
+    let reply = state.directory.scim_bulk(request, &principal).await?;
     Ok(json_response(200, SCIM_JSON, &reply))
 }

@@ -227,6 +227,8 @@ fn parse_ad_object(row: &AnyRow) -> Result<AdObject, StoreError> {
 /// An object waiting for synchronization, at the revision it was read.
 pub struct PendingSync {
     pub object: AdObject,
+    /// Its objectGUID as the store keys it (what every write of its batch binds).
+    pub key: String,
     pub revision: i64,
 }
 
@@ -459,6 +461,7 @@ impl SyncStore {
             .map(|row| {
                 Ok(PendingSync {
                     object: parse_ad_object(row)?,
+                    key: row.try_get("guid")?,
                     revision: row.try_get("revision")?,
                 })
             })
@@ -1104,11 +1107,9 @@ impl Tx {
     /// Marks these objects synchronized, each only at the revision that was synchronized (one
     /// imported again meanwhile stays pending).
     pub async fn clear_pending(&mut self, synced: &[PendingSync]) -> Result<(), StoreError> {
-        let guids: Vec<String> = synced.iter().map(|p| p.object.guid.to_string()).collect();
-        let revisions: Vec<(&str, i64)> = guids
+        let revisions: Vec<(&str, i64)> = synced
             .iter()
-            .map(String::as_str)
-            .zip(synced.iter().map(|p| p.revision))
+            .map(|p| (p.key.as_str(), p.revision))
             .collect();
         self.per_revision_chunk(&revisions, clear_pending_sql)
             .await?;

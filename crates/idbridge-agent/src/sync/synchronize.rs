@@ -73,7 +73,7 @@ impl SyncContext {
         // Batches in guid order, each read as soon as there is room for it.
         let batches = futures_util::stream::try_unfold(String::new(), |after| async move {
             let pending = self.store.pending_sync(&after, BATCH).await?;
-            let after = pending.last().map(|last| last.object.guid.to_string());
+            let after = pending.last().map(|last| last.key.clone());
             Ok::<_, SyncError>(after.map(|after| (pending, after)))
         });
         let synchronized = batches
@@ -118,9 +118,8 @@ impl SyncContext {
             pilot,
             now: self.now(),
         };
-        let guids: Vec<String> = pending.iter().map(|p| p.object.guid.to_string()).collect();
-        let guid_refs: Vec<&str> = guids.iter().map(String::as_str).collect();
-        let joined = self.store.cloud_objects_for(&guid_refs).await?;
+        let guids: Vec<&str> = pending.iter().map(|p| p.key.as_str()).collect();
+        let joined = self.store.cloud_objects_for(&guids).await?;
         // The rules run on a blocking thread, so that the import and the export, which
         // share this task, go on meanwhile (on another core when there is one).
         let (pending, projected, joined, referenced) = off_the_runtime({
@@ -189,7 +188,7 @@ impl Planner {
         let referenced = pending
             .iter()
             .zip(&projected)
-            .filter(|(p, _)| joined.contains_key(&p.object.guid.to_string()))
+            .filter(|(p, _)| joined.contains_key(&p.key))
             .filter_map(|(_, projected)| match projected {
                 Ok(Disposition::InScope(p)) => Some(p.references()),
                 _ => None,
@@ -210,10 +209,16 @@ impl Planner {
     ) -> BatchWrites {
         let mut writes = BatchWrites::default();
         for (pending, projection) in pending.iter().zip(projected) {
-            let object = &pending.object;
-            let guid = object.guid.to_string();
-            let joined = joined.get(&guid);
-            self.sync_object(&mut writes, object, guid, projection, cloud_ids, joined);
+            let joined = joined.get(&pending.key);
+            let guid = pending.key.clone();
+            self.sync_object(
+                &mut writes,
+                &pending.object,
+                guid,
+                projection,
+                cloud_ids,
+                joined,
+            );
         }
         writes
     }

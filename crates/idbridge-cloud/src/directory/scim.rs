@@ -622,14 +622,19 @@ impl Directory {
             let outcome = self
                 .bulk_one(&mut tx, principal, &op, data, &mut resolved)
                 .await;
-            let op = &op;
             let result = match outcome {
                 Ok((status, written)) => {
                     if own_savepoint {
                         tx.release("bulk_op").await.map_err(store_err)?;
                     }
                     let (location, version) = written.unzip();
-                    bulk_operation_result(op, location.as_deref(), version.as_deref(), status, None)
+                    bulk_operation_result(
+                        &op,
+                        location.as_deref(),
+                        version.as_deref(),
+                        status,
+                        None,
+                    )
                 }
                 // The database failed the write, which may have aborted the transaction
                 // (PostgreSQL does): nothing of the request is kept.
@@ -639,7 +644,7 @@ impl Directory {
                         tx.rollback_to("bulk_op").await.map_err(store_err)?;
                     }
                     errors += 1;
-                    bulk_operation_result(op, None, None, e.status, Some(&e))
+                    bulk_operation_result(&op, None, None, e.status, Some(&e))
                 }
             };
             results.push(result);

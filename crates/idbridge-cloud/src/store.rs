@@ -85,6 +85,13 @@ pub struct StoredResource {
     pub deleted_at: Option<i64>,
 }
 
+impl StoredResource {
+    /// Its entity tag, as `meta.version` and `ETag` carry it.
+    pub fn etag(&self) -> String {
+        idbridge_scim::etag(u64::try_from(self.version).unwrap_or(0))
+    }
+}
+
 /// Where a new or changed resource's indexed columns come from.
 pub struct ResourceWrite<'a> {
     pub id: &'a str,

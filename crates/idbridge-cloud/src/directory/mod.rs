@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use idbridge_core::{Clock, Secret};
 use idbridge_scim::{
-    etag, ResourceKind, ScimError, SYNC_CONTACT_SCHEMA, SYNC_GROUP_SCHEMA, SYNC_USER_SCHEMA,
+    ResourceKind, ScimError, SYNC_CONTACT_SCHEMA, SYNC_GROUP_SCHEMA, SYNC_USER_SCHEMA,
 };
 use serde_json::{json, Map, Value};
 use time::format_description::well_known::Rfc3339;
@@ -296,7 +296,7 @@ impl Directory {
                 "resourceType": r.kind.name(),
                 "created": rfc3339(r.created_at),
                 "lastModified": rfc3339(r.modified_at),
-                "version": etag(u64::try_from(r.version).unwrap_or(0)),
+                "version": r.etag(),
                 "location": location,
             }),
         );

@@ -431,7 +431,7 @@ impl Directory {
             _ => return Err(not_found(kind, id)),
         };
         if let Some(if_match) = if_match {
-            let current = idbridge_scim::etag(u64::try_from(old.version).unwrap_or(0));
+            let current = old.etag();
             if !if_match_satisfied(if_match, &current) {
                 return Err(ScimError::precondition_failed(format!(
                     "{} {id} is at version {current}, not {if_match}",
@@ -699,8 +699,10 @@ impl Directory {
                 if let Some(bulk_id) = &op.bulk_id {
                     resolved.insert(bulk_id.clone(), created.id.clone());
                 }
-                let version = idbridge_scim::etag(u64::try_from(created.version).unwrap_or(0));
-                Ok((201, Some((self.location(kind, &created.id), version))))
+                Ok((
+                    201,
+                    Some((self.location(kind, &created.id), created.etag())),
+                ))
             }
             BulkMethod::Put => {
                 let id = id()?;

@@ -747,9 +747,7 @@ impl SyncContext {
                 .await?;
         }
         tx.put_cloud_objects(&confirmed_objects).await?;
-        let removed = tx
-            .delete_sent_exports(&done.iter().collect::<Vec<_>>())
-            .await?;
+        let removed = tx.delete_sent_exports(&done).await?;
         // An object synchronized again meanwhile keeps its flag: its new export decides it.
         let refs_completed: Vec<&str> = done
             .iter()

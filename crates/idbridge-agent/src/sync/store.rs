@@ -1246,7 +1246,7 @@ impl Tx {
     /// sent; returns the guids removed (those not rewritten since they were read).
     pub async fn delete_sent_exports(
         &mut self,
-        sent: &[&PendingExport],
+        sent: &[PendingExport],
     ) -> Result<HashSet<String>, StoreError> {
         let revisions: Vec<(&str, i64)> = sent
             .iter()
@@ -1512,7 +1512,6 @@ mod tests {
         tx.put_pending_exports(&[export("ann", "new")])
             .await
             .unwrap();
-        let sent: Vec<&PendingExport> = sent.iter().collect();
         let removed = tx.delete_sent_exports(&sent).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(removed, HashSet::from(["bob".to_string()]));
@@ -1521,7 +1520,7 @@ mod tests {
         assert_eq!(left[0].guid, "ann");
         assert_eq!(left[0].doc["title"], "new");
         let mut tx = store.begin().await.unwrap();
-        let removed = tx.delete_sent_exports(&[&left[0]]).await.unwrap();
+        let removed = tx.delete_sent_exports(&left[..1]).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(removed.len(), 1);
         assert!(store.pending_exports().await.unwrap().is_empty());

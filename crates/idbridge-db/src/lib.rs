@@ -94,6 +94,11 @@ pub struct Schema {
 #[derive(Clone)]
 pub struct Database {
     pool: AnyPool,
+    /// SQLite with concurrent readers: the connection write transactions take, their own, so
+    /// that a writer never waits for a reader's (the cloud's writer is what every write
+    /// request queues for) and keeps its page cache (SQLite empties a connection's cache when
+    /// another one has committed).
+    writer: Option<AnyPool>,
     backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
 }
@@ -115,7 +120,8 @@ pub enum SqliteUse {
     /// changes, kept to undo it alone) in memory, not written to a file page by page. Its
     /// statements must change bounded numbers of rows: a journal holds them all.
     Sequential,
-    /// Concurrent requests (the cloud): several connections, so reads go on beside the writer.
+    /// Concurrent requests (the cloud): several connections, so reads go on beside the writer,
+    /// which has one of its own.
     Concurrent,
 }
 
@@ -158,9 +164,16 @@ impl Database {
             }),
             Backend::Postgres => options,
         };
+        let writer = match (backend, sqlite) {
+            (Backend::Sqlite, SqliteUse::Concurrent) => {
+                Some(options.clone().max_connections(1).connect(url).await?)
+            }
+            _ => None,
+        };
         let pool = options.connect(url).await?;
         let db = Self {
             pool,
+            writer,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
         };
@@ -206,9 +219,10 @@ impl Database {
     }
 
     pub async fn begin(&self) -> Result<DbTx, DbError> {
+        let pool = self.writer.as_ref().unwrap_or(&self.pool);
         let Some(lock) = &self.write_lock else {
             return Ok(DbTx {
-                tx: self.pool.begin().await?,
+                tx: pool.begin().await?,
                 backend: self.backend,
                 _writer: None,
             });
@@ -219,7 +233,7 @@ impl Database {
         // (sqlx rolls back in the background), and a deferred transaction that has read fails
         // at once with "database is locked" when it meets that lock on its first write.
         Ok(DbTx {
-            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            tx: pool.begin_with("BEGIN IMMEDIATE").await?,
             backend: self.backend,
             _writer: Some(writer),
         })
@@ -364,5 +378,38 @@ mod tests {
             .try_get("n")
             .unwrap();
         assert_eq!(rows, 1, "the committed row, not the rolled back one");
+    }
+
+    /// With every reader's connection taken (long reads, say), a write still begins, commits,
+    /// and is seen by the readers afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_does_not_wait_for_a_readers_connection() {
+        let file = idbridge_testkit::TestSqlite::create("db").unwrap();
+        let url = Secret::new(file.url());
+        let db = Database::open(&url, &SCHEMA, SqliteUse::Concurrent)
+            .await
+            .unwrap();
+        let mut readers = Vec::new();
+        for _ in 0..4 {
+            readers.push(db.pool().acquire().await.unwrap());
+        }
+        let write = async {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (k) VALUES (1)")
+                .execute(tx.conn())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), write)
+            .await
+            .expect("the write waited for a reader's connection");
+        let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM t")
+            .fetch_one(&mut *readers[0])
+            .await
+            .unwrap()
+            .try_get("n")
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 }

@@ -604,33 +604,70 @@ impl Tx {
         row.as_ref().map(parse_resource).transpose()
     }
 
-    /// Inserts a resource; false, with nothing written, when a unique key (its userName, say)
-    /// is taken. Not an error, so the transaction stays usable without a savepoint (a failed
-    /// statement aborts a PostgreSQL transaction).
-    pub async fn insert_resource(
+    /// Inserts resources (each with a new id), as many per statement as the parameters allow;
+    /// per resource, false with nothing written when a unique key (its userName, say) is taken,
+    /// by a resource stored before or one earlier in `writes`. Not an error, so the transaction
+    /// stays usable without a savepoint (a failed statement aborts a PostgreSQL transaction).
+    pub async fn insert_resources(
         &mut self,
-        w: &ResourceWrite<'_>,
+        writes: &[ResourceWrite<'_>],
         now: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO resources \
-             (id, kind, name_key, external_id, source, doc, version, created_at, modified_at, \
-              anchor, email_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8, $9) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(w.id)
-        .bind(kind_str(w.kind))
-        .bind(w.name_key.as_deref())
-        .bind(w.external_id)
-        .bind(w.source)
-        .bind(w.doc.to_string())
-        .bind(now)
-        .bind(w.anchor)
-        .bind(w.email_key.as_deref())
-        .execute(self.tx.conn())
-        .await?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Vec<bool>, StoreError> {
+        const COLUMNS: usize = 10;
+        let backend = self.tx.backend();
+        let mut kept_out = std::collections::HashSet::new();
+        for chunk in writes.chunks(idbridge_db::PARAMS_MAX / COLUMNS) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|row| format!("({}, 1)", idbridge_db::params(row * COLUMNS + 1, COLUMNS)))
+                .collect();
+            let sql = backend.positional(format!(
+                "INSERT INTO resources \
+                 (id, kind, name_key, external_id, source, doc, created_at, modified_at, \
+                  anchor, email_key, version) \
+                 VALUES {} ON CONFLICT DO NOTHING",
+                rows.join(", ")
+            ));
+            let mut query = sqlx::query(&sql);
+            for w in chunk {
+                query = query
+                    .bind(w.id)
+                    .bind(kind_str(w.kind))
+                    .bind(w.name_key.as_deref())
+                    .bind(w.external_id)
+                    .bind(w.source)
+                    .bind(w.doc.to_string())
+                    .bind(now)
+                    .bind(now)
+                    .bind(w.anchor)
+                    .bind(w.email_key.as_deref());
+            }
+            let done = query.execute(self.tx.conn()).await?;
+            // Rarely short, so not asked of every statement: on SQLite each row returned is
+            // its own hand-over from the database's thread, while the writer waits.
+            if done.rows_affected() < chunk.len() as u64 {
+                let sql = backend.positional(format!(
+                    "SELECT id FROM resources WHERE id IN ({})",
+                    idbridge_db::params(1, chunk.len())
+                ));
+                let mut query = sqlx::query(&sql);
+                for w in chunk {
+                    query = query.bind(w.id);
+                }
+                let stored: std::collections::HashSet<String> = query
+                    .fetch_all(self.tx.conn())
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get("id"))
+                    .collect::<Result<_, _>>()?;
+                kept_out.extend(
+                    chunk
+                        .iter()
+                        .map(|w| w.id)
+                        .filter(|id| !stored.contains(*id)),
+                );
+            }
+        }
+        Ok(writes.iter().map(|w| !kept_out.contains(w.id)).collect())
     }
 
     /// Replaces a resource if it is still at `version`; false if someone else won the race.

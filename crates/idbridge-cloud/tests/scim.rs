@@ -483,6 +483,51 @@ async fn bulk_operations_fail_alone(backend: Backend) {
     c.stop().await;
 }
 
+/// Consecutive creates are written together, several statements' worth at once: each still
+/// succeeds or fails alone, whether its userName is taken in the same statement, in an earlier
+/// one of the request, or by a stored user.
+async fn bulk_creates_written_together_fail_alone(backend: Backend) {
+    let c = TestCloud::start(backend, "scim_bulk_many").await;
+    let a = Some(c.admin.as_str());
+    c.scim_user(&c.admin, user("u119@x.test")).await;
+    let mut operations: Vec<Value> = (0..120)
+        .map(|i| {
+            json!({"method": "POST", "path": "/Users", "bulkId": format!("b{i}"),
+                        "data": user(&format!("u{i}@x.test"))})
+        })
+        .collect();
+    // Taken within its statement's rows, across statements, and by the stored user.
+    operations[10]["data"] = user("U3@x.test");
+    operations[100]["data"] = user("u4@X.test");
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": operations,
+    });
+    let r = c.call(Method::POST, "/scim/v2/Bulk", a, Some(bulk)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ops = r.body["Operations"].as_array().unwrap();
+    let failed: Vec<usize> = (0..ops.len())
+        .filter(|&i| ops[i]["status"] != "201")
+        .collect();
+    assert_eq!(failed, [10, 100, 119], "{}", r.body);
+    for &i in &failed {
+        assert_eq!(ops[i]["status"], "409", "{}", ops[i]);
+        assert_eq!(ops[i]["bulkId"], format!("b{i}"), "{}", ops[i]);
+    }
+    let listed = c.call(Method::GET, "/scim/v2/Users?count=1", a, None).await;
+    assert_eq!(listed.body["totalResults"], 118, "{}", listed.body);
+    let got = c
+        .call(
+            Method::GET,
+            &scim_path(ops[99]["location"].as_str().unwrap()),
+            a,
+            None,
+        )
+        .await;
+    assert_eq!(got.body["userName"], "u99@x.test", "{}", got.body);
+    c.stop().await;
+}
+
 async fn bad_input_and_access(backend: Backend) {
     let c = TestCloud::start_with(
         backend,
@@ -844,6 +889,7 @@ on_both_backends!(
     filters_sorting_paging_projection,
     groups_and_bulk,
     bulk_operations_fail_alone,
+    bulk_creates_written_together_fail_alone,
     bad_input_and_access,
     on_premises_objects_belong_to_the_sync_agent,
     contacts,

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use idbridge_scim::{
     apply_patch, bulk_operation_result, bulk_response, if_match_satisfied, list_response,
-    parse_bulk_path, project, resolve_bulk_ids, sort_resources, take_password, validate_resource,
-    BulkMethod, BulkOperation, BulkRequest, Filter, ListQuery, PatchRequest, ResourceKind,
-    ScimError, ScimType,
+    parse_bulk_path, project, referenced_bulk_ids, resolve_bulk_ids, sort_resources, take_password,
+    validate_resource, BulkMethod, BulkOperation, BulkRequest, Filter, ListQuery, PatchRequest,
+    ResourceKind, ScimError, ScimType,
 };
 use serde_json::{json, Map, Value};
 
@@ -26,6 +26,12 @@ pub(crate) struct Prepared {
     source: String,
     credential: Option<Credential>,
 }
+
+/// A Bulk operation done: its status, and the written resource's location and version.
+type Written = (u16, Option<(String, String)>);
+
+/// What a Bulk operation came to (an `Err` fails that operation only).
+type BulkOutcome = Result<Written, ScimError>;
 
 /// A password that arrived with a resource, to be hashed and stored beside it.
 pub(crate) struct NewPassword {
@@ -252,25 +258,16 @@ impl Directory {
         Ok(out)
     }
 
-    /// Writes a resource row; a taken userName is a 409 that names its holder.
-    /// `expected_version: None` inserts (a taken key writes nothing, as the insert says); an
-    /// update runs inside a savepoint, so that its uniqueness violation leaves the
-    /// transaction usable.
-    async fn write_row(
+    /// Replaces a resource row at `expected_version`, inside a savepoint, so that a taken
+    /// userName (a 409 that names its holder) leaves the transaction usable.
+    async fn update_row(
         tx: &mut Tx,
         write: &ResourceWrite<'_>,
-        expected_version: Option<i64>,
+        expected_version: i64,
         now: i64,
     ) -> Result<(), ScimError> {
-        let Some(version) = expected_version else {
-            return match tx.insert_resource(write, now).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(Self::uniqueness_error(tx, write.kind, write.doc).await),
-                Err(e) => Err(store_err(e)),
-            };
-        };
         tx.savepoint("row_write").await.map_err(store_err)?;
-        match tx.update_resource(write, version, now).await {
+        match tx.update_resource(write, expected_version, now).await {
             Ok(true) => tx.release("row_write").await.map_err(store_err),
             Ok(false) => {
                 tx.release("row_write").await.map_err(store_err)?;
@@ -295,39 +292,79 @@ impl Directory {
         prepared: Prepared,
         principal: &Principal,
     ) -> Result<StoredResource, ScimError> {
-        let Prepared {
-            kind,
-            doc,
-            source,
-            credential,
-        } = prepared;
-        let id = uuid::Uuid::new_v4().to_string();
+        let inserted = self.insert_all_in(tx, vec![prepared], principal).await?;
+        inserted
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(ScimError::internal("the resource was not written")))
+    }
+
+    /// Stores prepared resources and their passwords in `tx`, their rows together: each is
+    /// stored, or kept out by a taken userName (a 409 that names its holder; nothing of it is
+    /// written, and the transaction stays usable). `Err` only when the database fails.
+    async fn insert_all_in(
+        &self,
+        tx: &mut Tx,
+        prepared: Vec<Prepared>,
+        principal: &Principal,
+    ) -> Result<Vec<Result<StoredResource, ScimError>>, ScimError> {
         let now = self.now_ms();
-        Self::write_row(tx, &resource_write(&id, kind, &source, &doc), None, now).await?;
-        if let Some(credential) = &credential {
-            tx.set_credential(&id, credential, now)
-                .await
-                .map_err(store_err)?;
+        let ids: Vec<String> = prepared
+            .iter()
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        let writes: Vec<ResourceWrite> = prepared
+            .iter()
+            .zip(&ids)
+            .map(|(p, id)| resource_write(id, p.kind, &p.source, &p.doc))
+            .collect();
+        let written = tx.insert_resources(&writes, now).await.map_err(store_err)?;
+        let mut kept_out = Vec::with_capacity(writes.len());
+        for (write, written) in writes.iter().zip(written) {
+            kept_out.push(match written {
+                true => None,
+                false => Some(Self::uniqueness_error(tx, write.kind, write.doc).await),
+            });
         }
-        tx.audit(&AuditEntry {
-            at: now,
-            actor: &principal.actor(),
-            action: &format!("{}.create", kind.name().to_lowercase()),
-            target: &id,
-            outcome: "success",
-            detail: resource_label(kind, &doc),
-        });
-        // What was just written, without reading it back.
-        Ok(StoredResource {
-            id,
-            kind,
-            source,
-            doc,
-            version: 1,
-            created_at: now,
-            modified_at: now,
-            deleted_at: None,
-        })
+        drop(writes);
+        let mut inserted = Vec::with_capacity(prepared.len());
+        for ((prepared, id), kept_out) in prepared.into_iter().zip(ids).zip(kept_out) {
+            if let Some(taken) = kept_out {
+                inserted.push(Err(taken));
+                continue;
+            }
+            let Prepared {
+                kind,
+                doc,
+                source,
+                credential,
+            } = prepared;
+            if let Some(credential) = &credential {
+                tx.set_credential(&id, credential, now)
+                    .await
+                    .map_err(store_err)?;
+            }
+            tx.audit(&AuditEntry {
+                at: now,
+                actor: &principal.actor(),
+                action: &format!("{}.create", kind.name().to_lowercase()),
+                target: &id,
+                outcome: "success",
+                detail: resource_label(kind, &doc),
+            });
+            // What was just written, without reading it back.
+            inserted.push(Ok(StoredResource {
+                id,
+                kind,
+                source,
+                doc,
+                version: 1,
+                created_at: now,
+                modified_at: now,
+                deleted_at: None,
+            }));
+        }
+        Ok(inserted)
     }
 
     /// Validates, prepares and stores a new resource in its own transaction.
@@ -480,7 +517,7 @@ impl Directory {
             tx.end_sessions(&old.id).await.map_err(store_err)?;
         }
         let write = resource_write(&old.id, kind, &source, &doc);
-        Self::write_row(tx, &write, Some(old.version), now).await?;
+        Self::update_row(tx, &write, old.version, now).await?;
         tx.audit(&AuditEntry {
             at: now,
             actor: &principal.actor(),
@@ -601,56 +638,183 @@ impl Directory {
     /// A Bulk request (RFC 7644 §3.7) in one transaction, each operation that writes more than
     /// once in its own savepoint: a failed operation changes nothing and the others stand.
     /// `bulkId` references resolve to the ids of resources created earlier in the request.
+    ///
+    /// Every write request waits for the write transaction, one at a time, so it holds little
+    /// more than statements: creates that need nothing from it nor from the operations before
+    /// them (no password, no `bulkId` reference) are validated and prepared before it begins,
+    /// and consecutive ones are written together. Not under `failOnErrors`, which stops at the
+    /// operation that fails.
     pub async fn scim_bulk(
         &self,
         request: BulkRequest,
         principal: &Principal,
     ) -> Result<Value, ScimError> {
+        let mut staged = Vec::with_capacity(request.operations.len());
+        for mut op in request.operations {
+            let create = match request.fail_on_errors {
+                None => self.stage_create(&mut op, principal).await,
+                Some(_) => None,
+            };
+            staged.push((op, create));
+        }
         let mut tx = self.store.begin().await.map_err(store_err)?;
         let mut resolved: HashMap<String, String> = HashMap::new();
-        let mut results = Vec::with_capacity(request.operations.len());
+        let mut results = Vec::with_capacity(staged.len());
         let mut errors = 0;
-        for mut op in request.operations {
+        let mut staged = staged.into_iter().peekable();
+        while let Some((mut op, create)) = staged.next() {
             if request.fail_on_errors.is_some_and(|max| errors >= max) {
                 break;
             }
-            let own_savepoint = !writes_once(&op);
-            if own_savepoint {
-                tx.savepoint("bulk_op").await.map_err(store_err)?;
-            }
-            let data = op.data.take();
-            let outcome = self
-                .bulk_one(&mut tx, principal, &op, data, &mut resolved)
-                .await;
-            let result = match outcome {
-                Ok((status, written)) => {
-                    if own_savepoint {
-                        tx.release("bulk_op").await.map_err(store_err)?;
+            let outcomes = match create {
+                Some(create) => {
+                    let mut run = vec![(op, create)];
+                    while let Some((op, Some(create))) = staged.next_if(|(_, c)| c.is_some()) {
+                        run.push((op, create));
                     }
-                    let (location, version) = written.unzip();
-                    bulk_operation_result(
-                        &op,
-                        location.as_deref(),
-                        version.as_deref(),
-                        status,
-                        None,
-                    )
+                    self.bulk_creates(&mut tx, run, principal, &mut resolved)
+                        .await?
                 }
-                // The database failed the write, which may have aborted the transaction
-                // (PostgreSQL does): nothing of the request is kept.
-                Err(e) if !own_savepoint && e.status >= 500 => return Err(e),
-                Err(e) => {
-                    if own_savepoint {
-                        tx.rollback_to("bulk_op").await.map_err(store_err)?;
-                    }
-                    errors += 1;
-                    bulk_operation_result(&op, None, None, e.status, Some(&e))
+                None => {
+                    let outcome = self
+                        .bulk_in_order(&mut tx, principal, &mut op, &mut resolved)
+                        .await?;
+                    vec![(op, outcome)]
                 }
             };
-            results.push(result);
+            for (op, outcome) in outcomes {
+                results.push(match outcome {
+                    Ok((status, written)) => {
+                        let (location, version) = written.unzip();
+                        bulk_operation_result(
+                            &op,
+                            location.as_deref(),
+                            version.as_deref(),
+                            status,
+                            None,
+                        )
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        bulk_operation_result(&op, None, None, e.status, Some(&e))
+                    }
+                });
+            }
         }
         tx.commit().await.map_err(store_err)?;
         Ok(bulk_response(results))
+    }
+
+    /// A create that needs nothing from the transaction nor from the operations before it,
+    /// validated and prepared (its data taken out of it); `None` for any other operation.
+    async fn stage_create(
+        &self,
+        op: &mut BulkOperation,
+        principal: &Principal,
+    ) -> Option<Result<Prepared, ScimError>> {
+        let independent = writes_once(op)
+            && op
+                .data
+                .as_ref()
+                .is_none_or(|data| referenced_bulk_ids(data).is_empty());
+        if !independent {
+            return None;
+        }
+        let data = op.data.take().unwrap_or(Value::Null);
+        Some(match parse_bulk_path(&op.path) {
+            Ok((kind, _)) => self.prepare_create(kind, &data, principal).await,
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Staged creates, written together: each operation's outcome. `Err` when the database
+    /// failed the write, which may have aborted the transaction (PostgreSQL does): nothing of
+    /// the request is kept.
+    async fn bulk_creates(
+        &self,
+        tx: &mut Tx,
+        run: Vec<(BulkOperation, Result<Prepared, ScimError>)>,
+        principal: &Principal,
+        resolved: &mut HashMap<String, String>,
+    ) -> Result<Vec<(BulkOperation, BulkOutcome)>, ScimError> {
+        let mut prepared = Vec::new();
+        let mut outcomes = Vec::with_capacity(run.len());
+        for (op, create) in run {
+            match create {
+                Ok(create) => {
+                    prepared.push(create);
+                    outcomes.push((op, None));
+                }
+                Err(e) => outcomes.push((op, Some(Err(e)))),
+            }
+        }
+        let mut inserted = self
+            .insert_all_in(tx, prepared, principal)
+            .await?
+            .into_iter();
+        Ok(outcomes
+            .into_iter()
+            .map(|(op, invalid)| {
+                let outcome = invalid
+                    .or_else(|| inserted.next())
+                    .unwrap_or_else(|| Err(ScimError::internal("the resource was not written")))
+                    .map(|created| {
+                        if let Some(bulk_id) = &op.bulk_id {
+                            resolved.insert(bulk_id.clone(), created.id.clone());
+                        }
+                        let location = self.location(created.kind, &created.id);
+                        (201, Some((location, created.etag())))
+                    });
+                (op, outcome)
+            })
+            .collect())
+    }
+
+    /// An operation done in its turn (its `data` taken out of it), in a savepoint of its own
+    /// unless it writes once. `Err` when the database failed a write that had none, which may
+    /// have aborted the transaction (PostgreSQL does): nothing of the request is kept.
+    async fn bulk_in_order(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        op: &mut BulkOperation,
+        resolved: &mut HashMap<String, String>,
+    ) -> Result<BulkOutcome, ScimError> {
+        let own_savepoint = !writes_once(op);
+        if own_savepoint {
+            tx.savepoint("bulk_op").await.map_err(store_err)?;
+        }
+        let data = op.data.take();
+        match self.bulk_one(tx, principal, op, data, resolved).await {
+            Ok(written) => {
+                if own_savepoint {
+                    tx.release("bulk_op").await.map_err(store_err)?;
+                }
+                Ok(Ok(written))
+            }
+            Err(e) if !own_savepoint && e.status >= 500 => Err(e),
+            Err(e) => {
+                if own_savepoint {
+                    tx.rollback_to("bulk_op").await.map_err(store_err)?;
+                }
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// A create's data validated and prepared: rules applied, any password hashed.
+    async fn prepare_create(
+        &self,
+        kind: ResourceKind,
+        data: &Value,
+        principal: &Principal,
+    ) -> Result<Prepared, ScimError> {
+        let mut doc = validate_resource(kind, data)?;
+        let password = take_password(&mut doc).map(|p| NewPassword {
+            password: Secret::from(p),
+            must_change: false,
+        });
+        self.prepare(kind, doc, password, principal).await
     }
 
     /// One Bulk operation (its `data` taken out of it): the status, and the written resource's
@@ -662,7 +826,7 @@ impl Directory {
         op: &BulkOperation,
         data: Option<Value>,
         resolved: &mut HashMap<String, String>,
-    ) -> Result<(u16, Option<(String, String)>), ScimError> {
+    ) -> Result<Written, ScimError> {
         let (kind, id) = parse_bulk_path(&op.path)?;
         let id = match id {
             Some(id) => Some(match id.strip_prefix("bulkId:") {
@@ -688,12 +852,7 @@ impl Directory {
         };
         match op.method {
             BulkMethod::Post => {
-                let mut doc = validate_resource(kind, &data)?;
-                let password = take_password(&mut doc).map(|p| NewPassword {
-                    password: Secret::from(p),
-                    must_change: false,
-                });
-                let prepared = self.prepare(kind, doc, password, principal).await?;
+                let prepared = self.prepare_create(kind, &data, principal).await?;
                 // Not rendered: the response carries only where the resource is and its version.
                 let created = self.insert_in(tx, prepared, principal).await?;
                 if let Some(bulk_id) = &op.bulk_id {

@@ -386,11 +386,7 @@ impl Directory {
         body: &Value,
         principal: &Principal,
     ) -> Result<Value, ScimError> {
-        let mut doc = validate_resource(kind, body)?;
-        let password = take_password(&mut doc).map(|p| NewPassword {
-            password: Secret::from(p),
-            must_change: false,
-        });
+        let (doc, password) = validated_create(kind, body)?;
         let stored = match self.insert(kind, doc.clone(), password, principal).await {
             Err(e) if e.scim_type == Some(ScimType::Uniqueness) => {
                 return match self.restore_by_anchor(kind, &doc, principal).await? {
@@ -809,11 +805,7 @@ impl Directory {
         data: &Value,
         principal: &Principal,
     ) -> Result<Prepared, ScimError> {
-        let mut doc = validate_resource(kind, data)?;
-        let password = take_password(&mut doc).map(|p| NewPassword {
-            password: Secret::from(p),
-            must_change: false,
-        });
+        let (doc, password) = validated_create(kind, data)?;
         self.prepare(kind, doc, password, principal).await
     }
 
@@ -924,6 +916,19 @@ impl Directory {
             .collect();
         Ok(list_response(total, query.start_index, page))
     }
+}
+
+/// A new resource's document validated, and the password it carried taken out of it.
+fn validated_create(
+    kind: ResourceKind,
+    data: &Value,
+) -> Result<(Value, Option<NewPassword>), ScimError> {
+    let mut doc = validate_resource(kind, data)?;
+    let password = take_password(&mut doc).map(|p| NewPassword {
+        password: Secret::from(p),
+        must_change: false,
+    });
+    Ok((doc, password))
 }
 
 /// The `meta.location` and `meta.version` of a rendered resource.

@@ -754,13 +754,7 @@ impl Directory {
                 let outcome = invalid
                     .or_else(|| inserted.next())
                     .unwrap_or_else(|| Err(ScimError::internal("the resource was not written")))
-                    .map(|created| {
-                        if let Some(bulk_id) = &op.bulk_id {
-                            resolved.insert(bulk_id.clone(), created.id.clone());
-                        }
-                        let location = self.location(created.kind, &created.id);
-                        (201, Some((location, created.etag())))
-                    });
+                    .map(|created| self.bulk_created(&op, &created, resolved));
                 (op, outcome)
             })
             .collect())
@@ -796,6 +790,21 @@ impl Directory {
                 Ok(Err(e))
             }
         }
+    }
+
+    /// A Bulk create done: its `bulkId` now resolves to the new id, and the answer carries
+    /// where the resource is and its version (not the rendered resource).
+    fn bulk_created(
+        &self,
+        op: &BulkOperation,
+        created: &StoredResource,
+        resolved: &mut HashMap<String, String>,
+    ) -> Written {
+        if let Some(bulk_id) = &op.bulk_id {
+            resolved.insert(bulk_id.clone(), created.id.clone());
+        }
+        let location = self.location(created.kind, &created.id);
+        (201, Some((location, created.etag())))
     }
 
     /// A create's data validated and prepared: rules applied, any password hashed.
@@ -845,15 +854,8 @@ impl Directory {
         match op.method {
             BulkMethod::Post => {
                 let prepared = self.prepare_create(kind, &data, principal).await?;
-                // Not rendered: the response carries only where the resource is and its version.
                 let created = self.insert_in(tx, prepared, principal).await?;
-                if let Some(bulk_id) = &op.bulk_id {
-                    resolved.insert(bulk_id.clone(), created.id.clone());
-                }
-                Ok((
-                    201,
-                    Some((self.location(kind, &created.id), created.etag())),
-                ))
+                Ok(self.bulk_created(op, &created, resolved))
             }
             BulkMethod::Put => {
                 let id = id()?;

@@ -33,14 +33,18 @@ const CONSISTENCY_GUID: &str = "mS-DS-ConsistencyGuid";
 /// The `object_errors` stage of a failed anchor writeback.
 const ANCHOR_STAGE: &str = "anchor";
 
-/// Exports per chunk. A chunk's provisions cost one search per join position (`matching`), its
-/// writes one Bulk request (split to the server's maxOperations and maxPayloadSize) or, without
-/// Bulk, singles `REQUESTS_IN_FLIGHT` at a time, and its confirmations one commit. 100, up from
-/// 16 when every provision searched alone and the chunk bounded the searches in flight: these
-/// per-chunk costs then weigh little beside the per-object ones, the values fit one to three
-/// `or` filters, and a Bulk request that fails as a whole fails at most 100 objects (retried
-/// by the next run).
-const EXPORT_CHUNK: usize = 100;
+/// Exports per chunk, at most. A chunk's provisions cost one search per join position
+/// (`matching`), its writes one Bulk request (split to the server's maxOperations and
+/// maxPayloadSize) or, without Bulk, singles `REQUESTS_IN_FLIGHT` at a time, and its
+/// confirmations one commit: with 200, these per-chunk costs weigh little beside the
+/// per-object ones, the values fit a few `or` filters, and a Bulk request that fails as a whole
+/// fails at most 200 objects (retried by the next run).
+const EXPORT_CHUNK: usize = 200;
+
+/// A chunk also ends once its documents reach this size. The chunks queued and in flight hold
+/// their documents parsed, and a group's members take several times a user's attributes: a
+/// chunk of users is cut by count, one of groups shorter (one large group goes alone).
+const EXPORT_CHUNK_DOC_BYTES: usize = 256 << 10;
 
 /// Chunks in flight at once (and planned ahead of them): while the server works on some, the
 /// agent plans the next and commits the confirmations of the last (each side waited for the
@@ -299,6 +303,29 @@ impl From<ScimClientError> for ExportFailure {
     fn from(e: ScimClientError) -> Self {
         Self::Scim(Arc::new(e))
     }
+}
+
+/// Cuts a planned page into chunks of at most `EXPORT_CHUNK` exports and, but for a first one
+/// larger alone, `EXPORT_CHUNK_DOC_BYTES` of documents; in order.
+fn cut_chunks(page: Vec<PendingExport>) -> Vec<Vec<PendingExport>> {
+    let mut chunks: Vec<Vec<PendingExport>> = Vec::new();
+    let mut doc_bytes = 0;
+    for export in page {
+        match chunks.last_mut() {
+            Some(chunk)
+                if chunk.len() < EXPORT_CHUNK
+                    && doc_bytes + export.doc_bytes <= EXPORT_CHUNK_DOC_BYTES =>
+            {
+                doc_bytes += export.doc_bytes;
+                chunk.push(export);
+            }
+            _ => {
+                doc_bytes = export.doc_bytes;
+                chunks.push(vec![export]);
+            }
+        }
+    }
+    chunks
 }
 
 fn id_of(resource: &Value) -> Option<String> {
@@ -582,11 +609,9 @@ impl SyncContext {
         }
         let guids: Vec<&str> = page.iter().map(|p| p.guid.as_str()).collect();
         let mut joined = self.store.cloud_objects_for(&guids).await?;
-        let mut chunks = Vec::new();
-        let mut page = page.into_iter().peekable();
-        while page.peek().is_some() {
-            let exports: Vec<PendingExport> = page.by_ref().take(EXPORT_CHUNK).collect();
-            chunks.push(Chunk {
+        let chunks = cut_chunks(page)
+            .into_iter()
+            .map(|exports| Chunk {
                 joined: exports.iter().map(|e| joined.remove(&e.guid)).collect(),
                 refs_completed: exports
                     .iter()
@@ -594,8 +619,8 @@ impl SyncContext {
                     .map(|e| e.guid.clone())
                     .collect(),
                 exports,
-            });
-        }
+            })
+            .collect();
         Ok(chunks)
     }
 
@@ -1060,7 +1085,10 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::matching::Matcher;
-    use super::{admin_role, match_provisions, Plan, Planning, Waiting};
+    use super::{
+        admin_role, cut_chunks, match_provisions, Plan, Planning, Waiting, EXPORT_CHUNK,
+        EXPORT_CHUNK_DOC_BYTES,
+    };
     use crate::sync::store::{ExportAction, PendingExport};
 
     const SYNC_USER: &str = "urn:idbridge:params:scim:schemas:extension:sync:2.0:User";
@@ -1089,6 +1117,39 @@ mod tests {
         waiting.exported(&key(peer), &mut released);
         assert_eq!(released.len(), 2, "released once");
         assert_eq!(waiting.len(), 0);
+    }
+
+    #[test]
+    fn chunks_are_cut_by_count_and_by_document_size() {
+        let export = |n: usize, doc_bytes: usize| PendingExport {
+            guid: n.to_string(),
+            dn: format!("CN={n}"),
+            kind: CloudKind::Group,
+            action: ExportAction::Provision,
+            anchor: n.to_string(),
+            doc: json!({}),
+            join: Vec::new(),
+            unresolved: false,
+            revision: 0,
+            doc_bytes,
+        };
+        let small = EXPORT_CHUNK_DOC_BYTES / (4 * EXPORT_CHUNK);
+        let large = EXPORT_CHUNK_DOC_BYTES / 10;
+        let mut page: Vec<_> = (0..EXPORT_CHUNK + 5).map(|n| export(n, small)).collect();
+        page.extend((0..25).map(|n| export(1000 + n, large)));
+        page.push(export(2000, 3 * EXPORT_CHUNK_DOC_BYTES));
+        page.push(export(2001, small));
+        let sizes: Vec<usize> = cut_chunks(page.clone()).iter().map(Vec::len).collect();
+        // 200 small; 5 small and 9 large (the 10th would pass the budget); 10 large; 6 large;
+        // the oversized one alone; the last.
+        assert_eq!(sizes, [EXPORT_CHUNK, 14, 10, 6, 1, 1]);
+        let order: Vec<String> = cut_chunks(page.clone())
+            .into_iter()
+            .flatten()
+            .map(|e| e.guid)
+            .collect();
+        let expected: Vec<String> = page.into_iter().map(|e| e.guid).collect();
+        assert_eq!(order, expected, "every export once, in order");
     }
 
     /// A SCIM server holding `users` that answers searches by evaluating their filter; it may
@@ -1220,6 +1281,7 @@ mod tests {
             ],
             unresolved: false,
             revision: 0,
+            doc_bytes: 0,
         })
         .collect();
         let matcher = Matcher::new(&client);

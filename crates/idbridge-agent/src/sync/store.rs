@@ -164,6 +164,10 @@ pub struct PendingExport {
     /// removes that revision only, not one synchronization wrote meanwhile.
     #[serde(skip)]
     pub revision: i64,
+    /// The stored document's length in bytes (0 before it is stored): what an export's share
+    /// of memory is reckoned in.
+    #[serde(skip)]
+    pub doc_bytes: usize,
 }
 
 fn kind_name<S: serde::Serializer>(kind: &CloudKind, s: S) -> Result<S::Ok, S::Error> {
@@ -326,6 +330,7 @@ fn parse_pending(row: &AnyRow) -> Result<PendingExport, StoreError> {
         join: serde_json::from_str(&join).map_err(|e| corrupt(&guid, e))?,
         unresolved: row.try_get::<i64, _>("unresolved")? != 0,
         revision: row.try_get("revision")?,
+        doc_bytes: doc.len(),
         guid,
     })
 }
@@ -362,7 +367,7 @@ impl PendingWithin {
                 continue;
             }
             let export = parse_pending(row)?;
-            self.doc_bytes += row.try_get::<&str, _>("doc")?.len();
+            self.doc_bytes += export.doc_bytes;
             self.taken.push(export);
         }
         Ok(())
@@ -1490,6 +1495,7 @@ mod tests {
             join: Vec::new(),
             unresolved: false,
             revision: 0,
+            doc_bytes: 0,
         }
     }
 

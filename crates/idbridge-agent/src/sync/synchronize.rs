@@ -261,6 +261,7 @@ impl Planner {
                             join: Vec::new(),
                             unresolved: false,
                             revision: 0,
+                            doc_bytes: 0,
                         });
                     }
                     None => {
@@ -315,6 +316,7 @@ impl Planner {
             join: projection.join_in(self.scope.dialect),
             unresolved,
             revision: 0,
+            doc_bytes: 0,
         });
     }
 }

@@ -1,5 +1,7 @@
 //! The HTTP edge: requests, retries and response decoding.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -137,13 +139,35 @@ impl Capabilities {
     }
 }
 
-/// One operation of a Bulk request; `bulk_id` is required for POST.
+/// One operation of a Bulk request; `bulk_id` is required for POST. Its `Display` is its JSON
+/// text, as a Bulk request carries it.
 #[derive(Debug, Clone)]
-pub struct BulkOperation {
+pub struct BulkOperation<'a> {
     pub method: Method,
     pub bulk_id: Option<String>,
     pub path: String,
-    pub data: Option<Value>,
+    /// Borrowed where the write holds it (a create's document: a group's can hold tens of
+    /// thousands of members).
+    pub data: Option<Cow<'a, Value>>,
+}
+
+impl fmt::Display for BulkOperation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = |s: &str| Value::from(s).to_string();
+        write!(
+            f,
+            r#"{{"method":{},"path":{}"#,
+            text(self.method.as_str()),
+            text(&self.path)
+        )?;
+        if let Some(id) = &self.bulk_id {
+            write!(f, r#","bulkId":{}"#, text(id))?;
+        }
+        if let Some(data) = &self.data {
+            write!(f, r#","data":{data}"#)?;
+        }
+        f.write_str("}")
+    }
 }
 
 /// One independent write of [`ScimClient::write_all`].
@@ -165,18 +189,20 @@ pub enum Write {
 }
 
 impl Write {
-    fn bulk_operation(&self, bulk_id: String) -> BulkOperation {
+    fn bulk_operation(&self, bulk_id: String) -> BulkOperation<'_> {
         let (method, path, data) = match self {
-            Write::Create { kind, body } => {
-                (Method::POST, kind.endpoint().to_owned(), Some(body.clone()))
-            }
+            Write::Create { kind, body } => (
+                Method::POST,
+                kind.endpoint().to_owned(),
+                Some(Cow::Borrowed(body)),
+            ),
             Write::Patch { kind, id, ops } => (
                 Method::PATCH,
                 format!("{}/{id}", kind.endpoint()),
-                Some(json!({
+                Some(Cow::Owned(json!({
                     "schemas": [PATCH_OP_SCHEMA],
                     "Operations": ops.iter().map(PatchOp::to_json).collect::<Vec<_>>(),
-                })),
+                }))),
             ),
             Write::Delete { kind, id } => {
                 (Method::DELETE, format!("{}/{id}", kind.endpoint()), None)
@@ -326,7 +352,7 @@ impl ScimClient {
             .request(
                 Method::POST,
                 &format!("{}/.search", kind.endpoint()),
-                Some(&body),
+                Some(body.to_string()),
             )
             .await?
             .unwrap_or_default();
@@ -350,7 +376,7 @@ impl ScimClient {
 
     pub async fn create(&self, kind: ResourceKind, body: &Value) -> Result<Value, ScimClientError> {
         let path = kind.endpoint().to_owned();
-        self.request(Method::POST, &path, Some(body))
+        self.request(Method::POST, &path, Some(body.to_string()))
             .await?
             .ok_or_else(|| self.empty(Method::POST, &path))
     }
@@ -369,7 +395,7 @@ impl ScimClient {
         self.request(
             Method::PATCH,
             &format!("{}/{id}", kind.endpoint()),
-            Some(&body),
+            Some(body.to_string()),
         )
         .await
     }
@@ -389,22 +415,22 @@ impl ScimClient {
 
     /// Sends operations as Bulk requests no larger than the server allows. Per-operation failures
     /// are results, not errors: the caller records them on the objects concerned.
-    pub async fn bulk(&self, ops: &[BulkOperation]) -> Result<Vec<BulkResult>, ScimClientError> {
+    pub async fn bulk(
+        &self,
+        ops: &[BulkOperation<'_>],
+    ) -> Result<Vec<BulkResult>, ScimClientError> {
         let limits = self.capabilities.bulk.ok_or_else(|| {
             ScimClientError::Config("the server does not support SCIM Bulk".to_string())
         })?;
         let mut results = Vec::with_capacity(ops.len());
         for body in bulk_requests(ops, limits) {
-            let response = self
-                .request(Method::POST, "/Bulk", Some(&body))
+            let mut response = self
+                .request(Method::POST, "/Bulk", Some(body))
                 .await?
                 .ok_or_else(|| self.empty(Method::POST, "/Bulk"))?;
-            let answered = response
-                .get("Operations")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            results.extend(answered.into_iter().map(bulk_result));
+            if let Some(Value::Array(answered)) = response.get_mut("Operations").map(Value::take) {
+                results.extend(answered.into_iter().map(bulk_result));
+            }
         }
         Ok(results)
     }
@@ -476,12 +502,13 @@ impl ScimClient {
         }
     }
 
-    /// Sends one request, retrying only what is safe to retry (see the crate invariant).
+    /// Sends one request (`body`: JSON text), retrying only what is safe to retry (see the
+    /// crate invariant).
     async fn request(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
+        body: Option<String>,
     ) -> Result<Option<Value>, ScimClientError> {
         let url = format!("{}{path}", self.base);
         let mut backoff = self.retry.initial_backoff;
@@ -492,10 +519,10 @@ impl ScimClient {
                 .request(method.clone(), &url)
                 .bearer_auth(self.token.expose())
                 .header(reqwest::header::ACCEPT, SCIM_JSON);
-            if let Some(body) = body {
+            if let Some(body) = &body {
                 req = req
                     .header(reqwest::header::CONTENT_TYPE, SCIM_JSON)
-                    .body(body.to_string());
+                    .body(body.clone());
             }
             let wait = match req.send().await {
                 Ok(resp) => {
@@ -589,50 +616,39 @@ async fn decode(
     })
 }
 
-/// The bodies of the Bulk requests that carry `ops` within the server's limits: at most
-/// `maxOperations` operations and `maxPayloadSize` bytes each (an operation larger than that
-/// alone goes alone, for the server to refuse).
-fn bulk_requests(ops: &[BulkOperation], limits: BulkLimits) -> Vec<Value> {
-    let body = |operations: Vec<Value>| {
-        json!({
-            "schemas": [BULK_REQUEST_SCHEMA],
-            "Operations": operations,
-        })
+/// The bodies (JSON text) of the Bulk requests that carry `ops` within the server's limits: at
+/// most `maxOperations` operations and `maxPayloadSize` bytes each (an operation larger than
+/// that alone goes alone, for the server to refuse). Each operation is serialized once: its
+/// text is both what is counted and what is sent.
+fn bulk_requests(ops: &[BulkOperation<'_>], limits: BulkLimits) -> Vec<String> {
+    let body = |operations: &[String]| {
+        format!(
+            r#"{{"schemas":["{BULK_REQUEST_SCHEMA}"],"Operations":[{}]}}"#,
+            operations.join(",")
+        )
     };
-    let envelope = body(Vec::new()).to_string().len();
+    let envelope = body(&[]).len();
     let mut bodies = Vec::new();
-    let mut batch = Vec::new();
+    let mut batch: Vec<String> = Vec::new();
+    // The text so far, with a comma after each operation (one more than the body will have).
     let mut size = envelope;
     for op in ops {
-        let op = bulk_operation_json(op);
-        // Its text and the comma before the next.
-        let op_size = op.to_string().len() + 1;
+        let op = op.to_string();
+        let op_size = op.len() + 1;
         let full = batch.len() >= limits.max_operations
             || size.saturating_add(op_size) > limits.max_payload_size;
         if full && !batch.is_empty() {
-            bodies.push(body(std::mem::take(&mut batch)));
+            bodies.push(body(&batch));
+            batch.clear();
             size = envelope;
         }
         size = size.saturating_add(op_size);
         batch.push(op);
     }
     if !batch.is_empty() {
-        bodies.push(body(batch));
+        bodies.push(body(&batch));
     }
     bodies
-}
-
-fn bulk_operation_json(op: &BulkOperation) -> Value {
-    let mut v = serde_json::Map::new();
-    v.insert("method".into(), json!(op.method.as_str()));
-    v.insert("path".into(), json!(op.path));
-    if let Some(id) = &op.bulk_id {
-        v.insert("bulkId".into(), json!(id));
-    }
-    if let Some(data) = &op.data {
-        v.insert("data".into(), data.clone());
-    }
-    Value::Object(v)
 }
 
 fn bulk_result(op: Value) -> BulkResult {
@@ -689,7 +705,7 @@ mod tests {
             method: Method::POST,
             bulk_id: Some(format!("w{n}")),
             path: "/Users".into(),
-            data: Some(json!({"userName": "x".repeat(n * 100)})),
+            data: Some(Cow::Owned(json!({"userName": "x".repeat(n * 100)}))),
         };
         let ops: Vec<BulkOperation> = (1..=6).map(op).collect();
         let by_count = bulk_requests(
@@ -699,32 +715,50 @@ mod tests {
                 max_payload_size: 1 << 20,
             },
         );
-        let counts: Vec<usize> = by_count
-            .iter()
-            .map(|b| b["Operations"].as_array().map_or(0, Vec::len))
-            .collect();
+        let operations = |body: &String| {
+            let body: Value = serde_json::from_str(body).unwrap();
+            body["Operations"].as_array().unwrap().clone()
+        };
+        let counts: Vec<usize> = by_count.iter().map(|b| operations(b).len()).collect();
         assert_eq!(counts, [4, 2]);
+        assert_eq!(
+            operations(&by_count[1])[1],
+            json!({"method": "POST", "path": "/Users", "bulkId": "w6",
+                   "data": {"userName": "x".repeat(600)}})
+        );
         let limits = BulkLimits {
             max_operations: 1000,
             max_payload_size: 1000,
         };
         let by_size = bulk_requests(&ops, limits);
-        let counts: Vec<usize> = by_size
-            .iter()
-            .map(|b| b["Operations"].as_array().map_or(0, Vec::len))
-            .collect();
+        let counts: Vec<usize> = by_size.iter().map(|b| operations(b).len()).collect();
         assert_eq!(counts.iter().sum::<usize>(), 6);
         assert!(counts.len() > 2, "{counts:?}");
         for (i, request) in by_size.iter().enumerate() {
-            let len = request.to_string().len();
+            let len = request.len();
             // Within the limit, unless a single operation exceeds it alone.
             assert!(len <= 1000 || counts[i] == 1, "{counts:?}");
             // As full as the limit lets it be: the next request's first operation did not fit.
             if let Some(next) = by_size.get(i + 1) {
-                let first = next["Operations"][0].to_string().len();
+                let first = operations(next)[0].to_string().len();
                 assert!(len + 1 + first > 1000, "{counts:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_bulk_operation_is_written_as_json() {
+        let op = BulkOperation {
+            method: Method::DELETE,
+            bulk_id: None,
+            path: r#"/Groups/a"b\c"#.into(),
+            data: None,
+        };
+        let text: Value = serde_json::from_str(&op.to_string()).unwrap();
+        assert_eq!(
+            text,
+            json!({"method": "DELETE", "path": r#"/Groups/a"b\c"#})
+        );
     }
 
     #[test]

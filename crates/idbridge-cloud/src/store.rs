@@ -617,6 +617,8 @@ impl Tx {
         let backend = self.tx.backend();
         let mut kept_out = std::collections::HashSet::new();
         for chunk in writes.chunks(idbridge_db::PARAMS_MAX / COLUMNS) {
+            // Not `value_rows`: the version is a literal, not a parameter, so that 50 rows fit
+            // in `PARAMS_MAX` parameters.
             let rows: Vec<String> = (0..chunk.len())
                 .map(|row| format!("({}, 1)", idbridge_db::params(row * COLUMNS + 1, COLUMNS)))
                 .collect();

@@ -473,11 +473,11 @@ impl SyncContext {
                 rx.recv().await.map(|chunk| (chunk, rx))
             });
             let exported = chunks
-                .map(|chunk| {
+                .map(|mut chunk| {
                     let (client, matcher) = (&client, &matcher);
                     async move {
                         let results = self
-                            .export_chunk(client, matcher, &chunk.exports, &chunk.joined)
+                            .export_chunk(client, matcher, &mut chunk.exports, &chunk.joined)
                             .await;
                         ConfirmedChunk { chunk, results }
                     }
@@ -560,16 +560,26 @@ impl SyncContext {
         flow: &RefCell<Flow<'_>>,
         hold_unresolved: bool,
     ) -> Result<Vec<Chunk>, SyncError> {
-        let targets: HashSet<String> = {
+        // Each export's placeholders, found once (a group's document can be long).
+        let (page, refs, targets) = {
             let flow = flow.borrow();
             page.retain(|p| {
                 !flow.pass.failed.contains(&p.guid) && !flow.unconfirmed.contains(&p.guid)
             });
-            page.iter()
-                .filter(|p| p.unresolved)
-                .flat_map(|p| unresolved_references(&p.doc))
-                .filter(|dn| !flow.pass.exported_ids.contains_key(dn))
-                .collect()
+            let refs: Vec<Vec<String>> = page
+                .iter()
+                .map(|p| match p.unresolved {
+                    true => unresolved_references(&p.doc),
+                    false => Vec::new(),
+                })
+                .collect();
+            let targets: HashSet<String> = refs
+                .iter()
+                .flatten()
+                .filter(|dn| !flow.pass.exported_ids.contains_key(*dn))
+                .cloned()
+                .collect();
+            (page, refs, targets)
         };
         let stored_ids = if targets.is_empty() {
             HashMap::new()
@@ -584,25 +594,32 @@ impl SyncContext {
             // Read after the lookup: confirmations that came meanwhile count.
             let exported_ids = &pass.exported_ids;
             let cloud_id = |dn: &str| exported_ids.get(dn).or_else(|| stored_ids.get(dn));
-            for export in page.iter_mut().filter(|p| p.unresolved) {
-                let refs = unresolved_references(&export.doc);
-                if !refs.is_empty() && refs.iter().all(|dn| cloud_id(dn).is_some()) {
-                    refs_completed.insert(export.guid.clone());
+            let mut sent = Vec::with_capacity(page.len());
+            for (mut export, refs) in page.into_iter().zip(refs) {
+                if export.unresolved {
+                    let had_refs = !refs.is_empty();
+                    let missing: Vec<String> = refs
+                        .into_iter()
+                        .filter(|dn| cloud_id(dn).is_none())
+                        .collect();
+                    if had_refs && missing.is_empty() {
+                        refs_completed.insert(export.guid.clone());
+                    }
+                    resolve_references(
+                        &mut export.doc,
+                        &|dn| cloud_id(dn).cloned(),
+                        !hold_unresolved,
+                    );
+                    export.unresolved = hold_unresolved && !missing.is_empty();
+                    if export.unresolved {
+                        pass.waiting.hold(export.guid, missing);
+                        continue;
+                    }
                 }
-                let left = resolve_references(
-                    &mut export.doc,
-                    &|dn| cloud_id(dn).cloned(),
-                    !hold_unresolved,
-                );
-                export.unresolved = left > 0;
+                sent.push(export);
             }
-            let (held, page): (Vec<_>, Vec<_>) = page.into_iter().partition(|p| p.unresolved);
-            for held in held {
-                pass.waiting
-                    .hold(held.guid, unresolved_references(&held.doc));
-            }
-            flow.unconfirmed.extend(page.iter().map(|p| p.guid.clone()));
-            page
+            flow.unconfirmed.extend(sent.iter().map(|p| p.guid.clone()));
+            sent
         };
         if page.is_empty() {
             return Ok(Vec::new());
@@ -793,12 +810,14 @@ impl SyncContext {
 
     /// Exports a chunk: the reads (the provisions' matches, batched), then the writes together
     /// (one Bulk request when the server offers Bulk). Returns, per export, the cloud object as
-    /// now confirmed (`None` for a deprovision).
+    /// now confirmed (`None` for a deprovision). The exports' documents move into the creates
+    /// and the confirmed objects (a group's can hold tens of thousands of members): the
+    /// confirmation needs the rest of each export, not its document.
     async fn export_chunk(
         &self,
         client: &ScimClient,
         matcher: &Matcher<'_>,
-        chunk: &[PendingExport],
+        chunk: &mut [PendingExport],
         joined: &[Option<CloudObject>],
     ) -> Vec<Result<Option<CloudObject>, ExportFailure>> {
         let mut plans: Vec<Planning> = chunk
@@ -812,20 +831,27 @@ impl SyncContext {
             )
             .collect();
         match_provisions(self.scope.dialect, matcher, &mut plans).await;
+        let plans: Vec<_> = plans.into_iter().map(Planning::finish).collect();
         let mut outcomes = Vec::with_capacity(chunk.len());
         let mut writes = Vec::new();
-        for (position, plan) in plans.into_iter().map(Planning::finish).enumerate() {
+        for (position, (plan, export)) in plans.into_iter().zip(chunk.iter_mut()).enumerate() {
             match plan {
                 Ok(Plan::Send(write)) => {
                     writes.push((position, write));
+                    outcomes.push(Ok(None));
+                }
+                Ok(Plan::Create) => {
+                    writes.push((
+                        position,
+                        create(export.kind, std::mem::take(&mut export.doc)),
+                    ));
                     outcomes.push(Ok(None));
                 }
                 Ok(Plan::Confirmed(id)) => outcomes.push(Ok(id)),
                 Err(failure) => outcomes.push(Err(failure)),
             }
         }
-        // Documents are not copied more than needed: a group's can hold tens of thousands of
-        // members. A created object's confirmed document is the body that created it.
+        // A created object's confirmed document is the body that created it.
         let (positions, sent): (Vec<usize>, Vec<Write>) = writes.into_iter().unzip();
         match client.write_all(&sent).await {
             Ok(results) => {
@@ -856,7 +882,7 @@ impl SyncContext {
             }
         }
         chunk
-            .iter()
+            .iter_mut()
             .zip(outcomes)
             .zip(created)
             .map(|((export, outcome), created)| {
@@ -867,7 +893,7 @@ impl SyncContext {
                             kind: export.kind,
                             cloud_id,
                             anchor: export.anchor.clone(),
-                            doc: created.unwrap_or_else(|| export.doc.clone()),
+                            doc: created.unwrap_or_else(|| std::mem::take(&mut export.doc)),
                         })
                 })
             })
@@ -919,16 +945,16 @@ impl SyncContext {
                 let mut plans = [Planning::Matching(export)];
                 match_provisions(self.scope.dialect, matcher, &mut plans).await;
                 let [plan] = plans;
-                match plan.finish()? {
-                    Plan::Confirmed(id) => Ok(id),
-                    Plan::Send(write) => {
-                        let result = client.write_all(std::slice::from_ref(&write)).await?;
-                        match result.into_iter().next() {
-                            Some(Ok(id)) => Ok(id),
-                            Some(Err(e)) => Err(write_failure(&write, e)),
-                            None => Ok(None),
-                        }
-                    }
+                let write = match plan.finish()? {
+                    Plan::Confirmed(id) => return Ok(id),
+                    Plan::Send(write) => write,
+                    Plan::Create => create(export.kind, export.doc.clone()),
+                };
+                let result = client.write_all(std::slice::from_ref(&write)).await?;
+                match result.into_iter().next() {
+                    Some(Ok(id)) => Ok(id),
+                    Some(Err(e)) => Err(write_failure(&write, e)),
+                    None => Ok(None),
                 }
             }
             Err(e) => Err(write_failure(write, e)),
@@ -1029,10 +1055,7 @@ impl Planning<'_> {
     fn finish(self) -> Result<Plan, ExportFailure> {
         match self {
             Self::Decided(plan) => plan,
-            Self::Matching(export) => Ok(Plan::Send(Write::Create {
-                kind: resource_kind(export.kind),
-                body: export.doc.clone(),
-            })),
+            Self::Matching(_) => Ok(Plan::Create),
         }
     }
 }
@@ -1042,6 +1065,16 @@ enum Plan {
     /// Nothing to send: the cloud already holds it (its id; `None` for a deprovision).
     Confirmed(Option<String>),
     Send(Write),
+    /// Nothing matched: the export's document creates the object.
+    Create,
+}
+
+/// The create of an object of `kind` with `body` (its export's document).
+fn create(kind: CloudKind, body: Value) -> Write {
+    Write::Create {
+        kind: resource_kind(kind),
+        body,
+    }
 }
 
 /// A PATCH of the attributes the rules manage, from what `id` holds now to the export's doc.
@@ -1290,7 +1323,7 @@ mod tests {
         let outcomes = plans
             .into_iter()
             .map(|plan| match plan.finish() {
-                Ok(Plan::Send(Write::Create { .. })) => "create".to_owned(),
+                Ok(Plan::Create) => "create".to_owned(),
                 Ok(Plan::Send(Write::Patch { id, .. }) | Plan::Confirmed(Some(id))) => {
                     format!("join {id}")
                 }

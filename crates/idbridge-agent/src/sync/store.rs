@@ -24,6 +24,7 @@ const REVISIONS_MIGRATION: &str = include_str!("../../migrations/common/0004_rev
 const INDEXES_MIGRATION: &str = include_str!("../../migrations/common/0005_indexes.sql");
 const SYNC_STATE_SQLITE: &str = include_str!("../../migrations/sqlite/0006_sync_state.sql");
 const SYNC_STATE_POSTGRES: &str = include_str!("../../migrations/postgres/0006_sync_state.sql");
+const PENDING_SCAN_MIGRATION: &str = include_str!("../../migrations/common/0007_pending_scan.sql");
 const SCHEMA: Schema = Schema {
     version_table: "agent_schema",
     sqlite: &[
@@ -33,6 +34,7 @@ const SCHEMA: Schema = Schema {
         (4, REVISIONS_MIGRATION),
         (5, INDEXES_MIGRATION),
         (6, SYNC_STATE_SQLITE),
+        (7, PENDING_SCAN_MIGRATION),
     ],
     postgres: &[
         (1, include_str!("../../migrations/postgres/0001_sync.sql")),
@@ -41,6 +43,7 @@ const SCHEMA: Schema = Schema {
         (4, REVISIONS_MIGRATION),
         (5, INDEXES_MIGRATION),
         (6, SYNC_STATE_POSTGRES),
+        (7, PENDING_SCAN_MIGRATION),
     ],
 };
 
@@ -243,14 +246,12 @@ const PENDING_SELECT: &str =
 /// Where a paged read of the pending exports stopped (see [`SyncStore::pending_exports_after`]).
 #[derive(Clone, Debug)]
 pub struct PendingCursor {
-    kind: String,
     guid: String,
 }
 
 impl PendingCursor {
     pub fn after(export: &PendingExport) -> Self {
         Self {
-            kind: export.kind.name().to_string(),
             guid: export.guid.clone(),
         }
     }
@@ -592,9 +593,9 @@ impl SyncStore {
             .collect()
     }
 
-    /// Pending exports after `after` (users first, then groups, then contacts; by guid,
-    /// descending, within a kind: the order of the index), up to `limit` and `max_doc_bytes`
-    /// (a page bounded by document size); with the guids of the rows left over for the budget.
+    /// Pending exports after `after`, in guid order (the primary key's), up to `limit` and
+    /// `max_doc_bytes` (a page bounded by document size); with the guids of the rows left over
+    /// for the budget.
     pub async fn pending_exports_after(
         &self,
         after: Option<&PendingCursor>,
@@ -602,15 +603,12 @@ impl SyncStore {
         max_doc_bytes: usize,
     ) -> Result<(Vec<PendingExport>, Vec<String>), StoreError> {
         let sql = match after {
-            None => format!("{PENDING_SELECT} ORDER BY kind DESC, guid DESC LIMIT $1"),
-            Some(_) => format!(
-                "{PENDING_SELECT} WHERE (kind, guid) < ($2, $3) \
-                 ORDER BY kind DESC, guid DESC LIMIT $1"
-            ),
+            None => format!("{PENDING_SELECT} ORDER BY guid LIMIT $1"),
+            Some(_) => format!("{PENDING_SELECT} WHERE guid > $2 ORDER BY guid LIMIT $1"),
         };
         let mut query = sqlx::query(&sql).bind(limit);
         if let Some(cursor) = after {
-            query = query.bind(&cursor.kind).bind(&cursor.guid);
+            query = query.bind(&cursor.guid);
         }
         let rows = query.fetch_all(self.db.pool()).await?;
         let mut page = PendingWithin::new(max_doc_bytes);

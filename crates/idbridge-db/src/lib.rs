@@ -285,18 +285,36 @@ pub const PARAMS_MAX: usize = 500;
 
 /// `$first, ... $(first + n - 1)`: a list of `n` parameters after `first - 1` others.
 pub fn params(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut list = String::with_capacity(n * 7);
+    push_params(&mut list, first, n);
+    list
 }
 
 /// `($1, .. $columns), ($columns+1, ..), ...`: `rows` rows of a multi-row `VALUES`.
 pub fn value_rows(columns: usize, rows: usize) -> String {
-    (0..rows)
-        .map(|row| format!("({})", params(row * columns + 1, columns)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut list = String::with_capacity(rows * (columns * 7 + 4));
+    for row in 0..rows {
+        if row > 0 {
+            list.push_str(", ");
+        }
+        list.push('(');
+        push_params(&mut list, row * columns + 1, columns);
+        list.push(')');
+    }
+    list
+}
+
+/// Appends [`params`]`(first, n)` to `list`: the chunked statements of the stores list
+/// hundreds of parameters, each statement anew.
+fn push_params(list: &mut String, first: usize, n: usize) {
+    use std::fmt::Write as _;
+    for i in first..first + n {
+        if i > first {
+            list.push_str(", ");
+        }
+        // Writing into a String does not fail.
+        let _ = write!(list, "${i}");
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::ScimError;
 use crate::schema::{ResourceKind, BULK_REQUEST, BULK_RESPONSE};
-use crate::value::get_ci;
+use crate::value::{get_ci, take_ci};
 
 /// The prefix by which data refers to a resource created earlier in the same request.
 const BULK_ID_PREFIX: &str = "bulkId:";
@@ -57,10 +57,11 @@ pub struct BulkOperation {
 impl BulkRequest {
     /// Parses a bulk request. More than `max_operations` operations is 413 (RFC 7644 §3.7.4);
     /// a malformed request (missing method/path, POST without bulkId, POST/PUT/PATCH without
-    /// data, duplicate bulkIds) is 400 `invalidSyntax`/`invalidValue`.
-    pub fn parse(body: &Value, max_operations: usize) -> Result<Self, ScimError> {
+    /// data, duplicate bulkIds) is 400 `invalidSyntax`/`invalidValue`. The operations' data
+    /// are moved out of `body`, not copied (a request carries hundreds of resources).
+    pub fn parse(mut body: Value, max_operations: usize) -> Result<Self, ScimError> {
         let obj = body
-            .as_object()
+            .as_object_mut()
             .ok_or_else(|| ScimError::invalid_syntax("the bulk request must be a JSON object"))?;
         let declared = get_ci(obj, "schemas")
             .and_then(Value::as_array)
@@ -85,9 +86,9 @@ impl BulkRequest {
                     })?,
             ),
         };
-        let ops = get_ci(obj, "Operations")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ScimError::invalid_syntax("\"Operations\" must be an array"))?;
+        let Some(Value::Array(ops)) = take_ci(obj, "Operations") else {
+            return Err(ScimError::invalid_syntax("\"Operations\" must be an array"));
+        };
         if ops.len() > max_operations {
             return Err(ScimError::payload_too_large(format!(
                 "the bulk request has {} operations; the maximum is {max_operations}",
@@ -95,7 +96,7 @@ impl BulkRequest {
             )));
         }
         let mut operations: Vec<BulkOperation> = Vec::with_capacity(ops.len());
-        for (i, op) in ops.iter().enumerate() {
+        for (i, op) in ops.into_iter().enumerate() {
             let op = parse_operation(i, op)?;
             if let Some(id) = &op.bulk_id {
                 if operations.iter().any(|o| o.bulk_id.as_ref() == Some(id)) {
@@ -113,10 +114,12 @@ impl BulkRequest {
     }
 }
 
-fn parse_operation(i: usize, op: &Value) -> Result<BulkOperation, ScimError> {
+fn parse_operation(i: usize, mut op: Value) -> Result<BulkOperation, ScimError> {
     let obj = op
-        .as_object()
+        .as_object_mut()
         .ok_or_else(|| ScimError::invalid_syntax(format!("operation {i} must be a JSON object")))?;
+    let data = take_ci(obj, "data").filter(|d| !d.is_null());
+    let obj = &*obj;
     let string = |key: &str| -> Result<Option<String>, ScimError> {
         match get_ci(obj, key) {
             None | Some(Value::Null) => Ok(None),
@@ -141,7 +144,6 @@ fn parse_operation(i: usize, op: &Value) -> Result<BulkOperation, ScimError> {
             "operation {i}: POST requires a \"bulkId\""
         )));
     }
-    let data = get_ci(obj, "data").filter(|d| !d.is_null()).cloned();
     if method != BulkMethod::Delete && data.is_none() {
         return Err(ScimError::invalid_value(format!(
             "operation {i}: {} requires \"data\"",
@@ -277,7 +279,7 @@ mod tests {
     #[test]
     fn parses_operations() {
         let r = BulkRequest::parse(
-            &bulk(json!([
+            bulk(json!([
                 {"method": "POST", "path": "/Users", "bulkId": "q1", "data": {"userName": "a"}},
                 {"method": "patch", "path": "/Groups/g1", "version": "W/\"3\"", "data": {}},
                 {"method": "DELETE", "path": "/Users/u9"}
@@ -294,7 +296,7 @@ mod tests {
     #[test]
     fn rejects_oversized_and_malformed_requests() {
         let too_many = BulkRequest::parse(
-            &bulk(Value::Array(vec![
+            bulk(Value::Array(vec![
                 json!({"method": "DELETE", "path": "/Users/1"});
                 3
             ])),
@@ -302,7 +304,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(too_many.status, 413);
-        let e = |ops: Value| BulkRequest::parse(&bulk(ops), 10).unwrap_err().scim_type;
+        let e = |ops: Value| BulkRequest::parse(bulk(ops), 10).unwrap_err().scim_type;
         assert_eq!(
             e(json!([{"method": "POST", "path": "/Users", "data": {}}])),
             Some(ScimType::InvalidValue)
@@ -326,9 +328,9 @@ mod tests {
             ])),
             Some(ScimType::InvalidValue)
         );
-        assert!(BulkRequest::parse(&json!({"Operations": []}), 10).is_err());
+        assert!(BulkRequest::parse(json!({"Operations": []}), 10).is_err());
         assert!(BulkRequest::parse(
-            &json!({"schemas": [BULK_REQUEST], "failOnErrors": 0, "Operations": []}),
+            json!({"schemas": [BULK_REQUEST], "failOnErrors": 0, "Operations": []}),
             10
         )
         .is_err());

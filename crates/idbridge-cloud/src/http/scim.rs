@@ -360,7 +360,7 @@ async fn search_root(State(state): State<AppState>, headers: HeaderMap, body: Bo
 async fn bulk(State(state): State<AppState>, headers: HeaderMap, body: Body) -> ScimResult {
     let principal = authorize(&state, &headers, WRITERS).await?;
     let body = body_json(&state, body).await?;
-    let request = BulkRequest::parse(&body, state.directory.config().limits.max_bulk_operations)?;
+    let request = BulkRequest::parse(body, state.directory.config().limits.max_bulk_operations)?;
     let reply = state.directory.scim_bulk(request, &principal).await?;
     Ok(json_response(200, SCIM_JSON, &reply))
 }

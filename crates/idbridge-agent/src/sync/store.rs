@@ -1639,6 +1639,52 @@ mod tests {
         }
     }
 
+    /// The scan of every pending export pages through them in guid order whatever their kind:
+    /// each once, users and groups interleaved as their guids fall.
+    async fn export_scan_reads_every_kind_in_guid_order(url: Secret) {
+        let store = SyncStore::open(&url).await.unwrap();
+        let group = |guid: &str| PendingExport {
+            kind: CloudKind::Group,
+            ..export(guid, "group")
+        };
+        let mut tx = store.begin().await.unwrap();
+        tx.put_pending_exports(&[export("d", "u"), group("b"), export("a", "u"), group("c")])
+            .await
+            .unwrap();
+        tx.put_pending_exports(&[export("e", "u")]).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, left) = store
+                .pending_exports_after(cursor.as_ref(), 2, usize::MAX)
+                .await
+                .unwrap();
+            assert!(left.is_empty());
+            let Some(last) = page.last() else { break };
+            cursor = Some(PendingCursor::after(last));
+            seen.extend(page.iter().map(|e| (e.guid.clone(), e.kind)));
+        }
+        let expected: Vec<(String, CloudKind)> = [
+            ("a", CloudKind::User),
+            ("b", CloudKind::Group),
+            ("c", CloudKind::Group),
+            ("d", CloudKind::User),
+            ("e", CloudKind::User),
+        ]
+        .into_iter()
+        .map(|(guid, kind)| (guid.to_owned(), kind))
+        .collect();
+        assert_eq!(seen, expected);
+    }
+
+    idbridge_testkit::on_sqlite_and_postgres!(
+        export_scan_on_sqlite,
+        export_scan_on_postgres,
+        "export scan",
+        async |url: String| export_scan_reads_every_kind_in_guid_order(Secret::new(url)).await
+    );
+
     idbridge_testkit::on_sqlite_and_postgres!(
         export_pages_on_sqlite,
         export_pages_on_postgres,

@@ -851,7 +851,6 @@ impl SyncContext {
                 Err(failure) => outcomes.push(Err(failure)),
             }
         }
-        // A created object's confirmed document is the body that created it.
         let (positions, sent): (Vec<usize>, Vec<Write>) = writes.into_iter().unzip();
         match client.write_all(&sent).await {
             Ok(results) => {
@@ -875,17 +874,16 @@ impl SyncContext {
                 }
             }
         }
-        let mut created: Vec<Option<Value>> = vec![None; chunk.len()];
+        // Each create's body goes back to its export: the confirmed document.
         for (position, write) in positions.into_iter().zip(sent) {
-            if let (Write::Create { body, .. }, Some(slot)) = (write, created.get_mut(position)) {
-                *slot = Some(body);
+            if let (Write::Create { body, .. }, Some(export)) = (write, chunk.get_mut(position)) {
+                export.doc = body;
             }
         }
         chunk
             .iter_mut()
             .zip(outcomes)
-            .zip(created)
-            .map(|((export, outcome), created)| {
+            .map(|(export, outcome)| {
                 outcome.map(|id| {
                     id.filter(|_| export.action != ExportAction::Deprovision)
                         .map(|cloud_id| CloudObject {
@@ -893,7 +891,7 @@ impl SyncContext {
                             kind: export.kind,
                             cloud_id,
                             anchor: export.anchor.clone(),
-                            doc: created.unwrap_or_else(|| std::mem::take(&mut export.doc)),
+                            doc: std::mem::take(&mut export.doc),
                         })
                 })
             })

@@ -1,6 +1,6 @@
 //! Bulk requests (RFC 7644 §3.7): parsing, bulkId cross-references, and the response.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
@@ -96,10 +96,11 @@ impl BulkRequest {
             )));
         }
         let mut operations: Vec<BulkOperation> = Vec::with_capacity(ops.len());
+        let mut bulk_ids = HashSet::with_capacity(ops.len());
         for (i, op) in ops.into_iter().enumerate() {
             let op = parse_operation(i, op)?;
             if let Some(id) = &op.bulk_id {
-                if operations.iter().any(|o| o.bulk_id.as_ref() == Some(id)) {
+                if !bulk_ids.insert(id.clone()) {
                     return Err(ScimError::invalid_value(format!(
                         "operation {i}: bulkId {id:?} is used more than once"
                     )));

@@ -511,6 +511,8 @@ impl ScimClient {
         body: Option<String>,
     ) -> Result<Option<Value>, ScimClientError> {
         let url = format!("{}{path}", self.base);
+        // Shared by every attempt, not copied for each (a Bulk request runs to megabytes).
+        let body = body.map(bytes::Bytes::from);
         let mut backoff = self.retry.initial_backoff;
         let mut attempt = 1;
         loop {
@@ -676,6 +678,98 @@ fn bulk_result(op: Value) -> BulkResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::extract::State;
+    use axum::response::IntoResponse;
+    use axum::Json;
+    use std::sync::{Arc, Mutex};
+
+    /// A server that answers each POST with the next status of `answers` (then 201), with
+    /// `Retry-After: 1` on a 429, and keeps every body it received.
+    async fn throttling_server(answers: Vec<u16>) -> (ScimClient, Arc<Mutex<Vec<String>>>) {
+        use axum::routing::{get, post};
+        type Received = Arc<Mutex<Vec<String>>>;
+        type Answers = Arc<Mutex<std::vec::IntoIter<u16>>>;
+        let received: Received = Arc::default();
+        let answers: Answers = Arc::new(Mutex::new(answers.into_iter()));
+        let create = |State((answers, received)): State<(Answers, Received)>, body: String| async move {
+            received.lock().unwrap().push(body);
+            let next = answers.lock().unwrap().next();
+            match next.map(|s| StatusCode::from_u16(s).unwrap()) {
+                Some(StatusCode::TOO_MANY_REQUESTS) => {
+                    (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "").into_response()
+                }
+                Some(status) => (status, "").into_response(),
+                None => (
+                    StatusCode::CREATED,
+                    Json(json!({"id": "u1", "userName": "ann"})),
+                )
+                    .into_response(),
+            }
+        };
+        let app = axum::Router::new()
+            .route("/ServiceProviderConfig", get(|| async { Json(json!({})) }))
+            .route("/Users", post(create))
+            .with_state((answers, received.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = ScimClient::connect(ScimClientConfig {
+            base_url,
+            token: Secret::new("token"),
+            ca_cert_pem: None,
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(100),
+            },
+        })
+        .await
+        .unwrap();
+        (client, received)
+    }
+
+    #[tokio::test]
+    async fn throttled_requests_are_sent_again_after_retry_after_with_the_same_body() {
+        let (client, received) = throttling_server(vec![429, 503]).await;
+        let user = json!({"userName": "ann", "title": "x".repeat(10_000)});
+        let started = std::time::Instant::now();
+        let created = client.create(ResourceKind::User, &user).await.unwrap();
+        assert_eq!(created["id"], "u1");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "Retry-After: 1 was honoured"
+        );
+        let received = received.lock().unwrap();
+        assert_eq!(received.len(), 3, "a 429, a 503, then the create");
+        let sent = user.to_string();
+        assert!(received.iter().all(|body| *body == sent));
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_not_retried_and_retries_end() {
+        let (client, received) = throttling_server(vec![500]).await;
+        let e = client
+            .create(ResourceKind::User, &json!({"userName": "ann"}))
+            .await;
+        assert_eq!(e.unwrap_err().status(), Some(500));
+        assert_eq!(
+            received.lock().unwrap().len(),
+            1,
+            "a 500 may have been processed"
+        );
+
+        let (client, received) = throttling_server(vec![503, 503, 503, 503]).await;
+        let e = client
+            .create(ResourceKind::User, &json!({"userName": "ann"}))
+            .await;
+        assert_eq!(
+            e.unwrap_err().status(),
+            Some(503),
+            "the last answer, after max_attempts"
+        );
+        assert_eq!(received.lock().unwrap().len(), 3);
+    }
 
     #[test]
     fn capabilities_come_from_the_service_provider_config() {
